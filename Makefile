@@ -1,0 +1,28 @@
+# Developer entry points. `make test` works on a clean clone: it installs what it needs first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test system-deps stress bench clean
+
+$(STAMP): pyproject.toml
+	@bash scripts/install-system-deps.sh
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+stress: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/validation_bench.py
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache

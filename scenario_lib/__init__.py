@@ -1,0 +1,1 @@
+"""scenario_lib: turn scenario scripts into validated, deterministic physics benchmark scenarios."""

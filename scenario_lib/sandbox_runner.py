@@ -1,0 +1,548 @@
+"""The sandboxed side of `scenario_lib.sandbox`: a warm worker that forks one child per build.
+
+Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR [--clean-scratch]``, usually inside
+bubblewrap as uid 65534. The worker imports build123d once, tells the host it is ready, then loops:
+read a ``build`` frame on stdin, fork a child that runs the script under resource limits in its own job
+folder, wait for it, kill whatever it left running, and answer with a ``done`` frame whose payload is
+the child's result file, passed on unread (the host parses it as untrusted data).
+
+This module also defines the wire protocol both sides share (`encode_frame`, `read_frame`, ...) and
+`BuildFailure`; it imports nothing heavy at module level. The child writes its result as one frame: a
+JSON header (failure or scenario JSON plus, per body, its `PartCheck` JSON and STL length) followed by
+the STL bytes of every body in order.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import gc
+import importlib.util
+import inspect
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import stat
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any, NoReturn
+
+SCRIPT_MODULE = "scenario_script"
+SCRIPT_FILE = f"{SCRIPT_MODULE}.py"
+OUTPUT_FILE = "output.log"
+RESULT_FILE = "result.bin"
+OUTPUT_TAIL_BYTES = 4096
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+# The job child exits with this status when it could not even write its result (disk/tmpfs full).
+EXIT_RESULT_UNWRITABLE = 97
+_FRAME_LENGTH = struct.Struct(">I")
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+_MB = 1024 * 1024
+
+
+class BuildFailure(str, Enum):
+    """Why a sandboxed build produced no scenario."""
+
+    IMPORT = "import"  # the script did not import (syntax error, missing module, error at import time)
+    CONTRACT = "contract"  # no build(seed, scale), or it returned something that is not a valid Scenario
+    EXCEPTION = "exception"  # build raised
+    TIMEOUT = "timeout"  # over the CPU or wall-clock limit
+    MEMORY = "memory"  # over the address-space limit
+    CRASH = "crash"  # killed by a signal, exited, or killed its worker
+    OUTPUT_LIMIT = "output_limit"  # wrote more than the file-size/tmpfs limit
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Framing: 4-byte big-endian length, a JSON header, then ``payload_bytes`` raw bytes.
+
+
+def encode_frame(header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+    """One frame: length-prefixed JSON header (with ``payload_bytes`` set) followed by the payload."""
+    text = json.dumps({**header, "payload_bytes": len(payload)}).encode("utf-8")
+    return _FRAME_LENGTH.pack(len(text)) + text + payload
+
+
+def decode_frame(data: bytes, max_header_bytes: int = MAX_HEADER_BYTES) -> tuple[dict[str, Any], bytes]:
+    """Split one complete frame held in memory; raises ValueError when it is malformed."""
+    if len(data) < _FRAME_LENGTH.size:
+        raise ValueError(f"frame of {len(data)} bytes is shorter than its length prefix")
+    (length,) = _FRAME_LENGTH.unpack_from(data)
+    if length > max_header_bytes or _FRAME_LENGTH.size + length > len(data):
+        raise ValueError(f"frame header of {length} bytes does not fit (frame is {len(data)} bytes)")
+    header = _parse_header(data[_FRAME_LENGTH.size : _FRAME_LENGTH.size + length])
+    payload = data[_FRAME_LENGTH.size + length :]
+    if len(payload) != header["payload_bytes"]:
+        raise ValueError(f"frame payload is {len(payload)} bytes, its header says {header['payload_bytes']}")
+    return header, payload
+
+
+def _parse_header(raw: bytes) -> dict[str, Any]:
+    header = json.loads(raw.decode("utf-8"))
+    if not isinstance(header, dict) or type(header.get("payload_bytes")) is not int or header["payload_bytes"] < 0:
+        raise ValueError("frame header is not a JSON object with a non-negative integer payload_bytes")
+    return header
+
+
+class PipeClosed(Exception):  # noqa: N818 - a condition, not an error
+    """The other end closed the pipe (the process died)."""
+
+
+class Deadline(Exception):
+    """The deadline passed before a whole frame arrived."""
+
+
+def _read_exactly(fd: int, count: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    remaining = count
+    while remaining:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Deadline()
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise Deadline()
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise PipeClosed()
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(
+    fd: int, deadline: float | None = None, max_header_bytes: int = MAX_HEADER_BYTES, max_payload_bytes: int = 1 << 40
+) -> tuple[dict[str, Any], bytes]:
+    """Read one frame from a pipe; raises ValueError when it breaks the size caps or is not JSON."""
+    (length,) = _FRAME_LENGTH.unpack(_read_exactly(fd, _FRAME_LENGTH.size, deadline))
+    if length > max_header_bytes:
+        raise ValueError(f"frame header of {length} bytes exceeds the cap of {max_header_bytes}")
+    header = _parse_header(_read_exactly(fd, length, deadline))
+    if header["payload_bytes"] > max_payload_bytes:
+        raise ValueError(f"frame payload of {header['payload_bytes']} bytes exceeds the cap of {max_payload_bytes}")
+    return header, _read_exactly(fd, header["payload_bytes"], deadline)
+
+
+def write_frame(fd: int, header: Mapping[str, Any], payload: bytes = b"") -> None:
+    """Write one whole frame to a pipe or file descriptor."""
+    view = memoryview(encode_frame(header, payload))
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worker
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}, {value}) failed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the worker loop until the host closes stdin."""
+    args = sys.argv[1:] if argv is None else argv
+    scratch = Path(args[args.index("--scratch") + 1])
+    clean_scratch = "--clean-scratch" in args
+    own_pid_namespace = "--own-pid-namespace" in args
+    # The protocol moves to private descriptors; fds 0/1 become /dev/null and stderr, so a stray print
+    # (or a job child) can never write into the host's pipe.
+    host_in, host_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    os.close(devnull)
+    # Not dumpable: a job child (same uid) cannot ptrace the worker or open its /proc/<pid>/fd.
+    # Subreaper: orphans of a job (daemonized, setsid) become our children, so we can kill them all.
+    _prctl(_PR_SET_DUMPABLE, 0)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    started = time.perf_counter()
+    _preload()
+    ready = {
+        "op": "ready",
+        "import_s": round(time.perf_counter() - started, 4),
+        "pid": os.getpid(),
+        "threads": len(os.listdir("/proc/self/task")),
+    }
+    write_frame(host_out, ready)
+    job_number = 0
+    while True:
+        try:
+            request, _ = read_frame(host_in)
+        except Exception:  # EOF or garbage from the host: nothing sensible to do but stop
+            return
+        if request.get("op") != "build":
+            return
+        job_number += 1
+        write_frame(host_out, *_run_job(request, scratch / f"job{job_number}", (host_in, host_out), own_pid_namespace))
+        _clean(scratch, clean_scratch, job_number)
+
+
+def _preload() -> None:
+    """Import and exercise build123d and the checks once, so each forked job starts warm."""
+    import build123d
+
+    from scenario_lib.contract import Scenario  # noqa: F401
+    from scenario_lib.geometry import check_solid, export_stl
+
+    box = build123d.Box(1.0, 1.0, 1.0)
+    check_solid(box)
+    export_stl(box)
+    # Objects that exist now are shared copy-on-write with every child; keep the collector off them.
+    gc.collect()
+    gc.freeze()
+
+
+def _run_job(
+    request: Mapping[str, Any], job_dir: Path, host_fds: tuple[int, int], own_pid_namespace: bool
+) -> tuple[dict[str, Any], bytes]:
+    job_dir.mkdir(mode=0o700)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(request, job_dir, host_fds)
+        finally:
+            os._exit(70)
+    _, status, usage = os.wait4(pid, 0)
+    wall_s = time.monotonic() - started
+    _kill_leftovers(own_pid_namespace)
+    done: dict[str, Any] = {
+        "op": "done",
+        "exit_code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
+        "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "wall_s": round(wall_s, 4),
+        "output_tail": _read_regular(job_dir / OUTPUT_FILE, OUTPUT_TAIL_BYTES, tail=True).decode("utf-8", "replace"),
+    }
+    limits = request.get("limits", {})
+    cap = int(limits.get("max_output_mb", 256)) * _MB + 16 * _MB
+    return done, _read_regular(job_dir / RESULT_FILE, cap)
+
+
+def _kill_leftovers(own_pid_namespace: bool) -> None:
+    """Kill every process a job left behind (fork bombs, daemons), then reap them.
+
+    ``own_pid_namespace`` must be True only inside the sandbox's pid namespace (BWRAP mode).
+    """
+    for _ in range(200):
+        children = _my_children()
+        if not children:
+            break
+        if own_pid_namespace and os.getuid() != 0:
+            # Inside our own pid namespace as an unprivileged user, kill(-1) reaches exactly the
+            # job's processes (never us, never the namespace init): one syscall for a whole fork bomb.
+            # Outside one (RLIMITS mode) it would kill every process of the user: never there.
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap(block=True)
+    _reap(block=False)
+
+
+def _reap(block: bool) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        block = False
+
+
+def _my_children() -> list[int]:
+    me = os.getpid()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+    except OSError:
+        tasks = [str(me)]
+    children: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{me}/task/{task}/children", "rb") as handle:
+                children.extend(int(pid) for pid in handle.read().split())
+        except OSError:
+            continue
+    return children
+
+
+def _read_regular(path: Path, limit: int, tail: bool = False) -> bytes:
+    """Read at most ``limit`` bytes of a regular file written by the job (never a link, FIFO or device)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        if tail:
+            os.lseek(fd, max(0, info.st_size - limit), os.SEEK_SET)
+        elif info.st_size > limit:
+            return b""
+        chunks: list[bytes] = []
+        remaining = limit
+        while remaining:
+            chunk = os.read(fd, min(remaining, _MB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _clean(scratch: Path, clean_scratch: bool, job_number: int) -> None:
+    """Delete the job's files; with --clean-scratch, everything in the scratch folder (the sandbox /tmp)."""
+    targets = list(scratch.iterdir()) if clean_scratch else [scratch / f"job{job_number}"]
+    for target in targets:
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
+# ---------------------------------------------------------------------------------------------------
+# The job child: everything below runs in the forked process that executes untrusted code.
+
+
+def _child(request: Mapping[str, Any], job_dir: Path, host_fds: tuple[int, ...]) -> NoReturn:
+    # The worker may die (the script can kill it); then so must we.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    for fd in host_fds:
+        os.close(fd)
+    os.chdir(job_dir)
+    log = os.open(OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    for fd in _open_fds():
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    limits = request.get("limits", {})
+    _set_limits(limits)
+    os.environ.clear()
+    os.environ.update(
+        {"PATH": "/usr/bin:/bin", "HOME": str(job_dir), "TMPDIR": str(job_dir), "LANG": "C.UTF-8"}
+        | {key: "1" for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    )
+    header, payload = _build(request, job_dir)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the log hit the file-size limit, or the script closed it
+            pass
+    os._exit(0 if _write_result(header, payload, job_dir) else EXIT_RESULT_UNWRITABLE)
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 256))
+
+
+def _set_limits(limits: Mapping[str, Any]) -> None:
+    memory = int(limits.get("memory_mb", 2048)) * _MB
+    cpu_s = int(limits.get("cpu_s", 60))
+    output = int(limits.get("max_output_mb", 256)) * _MB
+    for kind, soft, hard in (
+        (resource.RLIMIT_AS, memory, memory),
+        # SIGXCPU at the soft limit; SIGKILL one second later if the script ignores it.
+        (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
+        (resource.RLIMIT_FSIZE, output, output),
+        (resource.RLIMIT_NPROC, int(limits.get("max_processes", 64)), int(limits.get("max_processes", 64))),
+        (resource.RLIMIT_NOFILE, int(limits.get("max_open_files", 256)), int(limits.get("max_open_files", 256))),
+        (resource.RLIMIT_CORE, 0, 0),
+    ):
+        resource.setrlimit(kind, (soft, hard))
+
+
+def _write_result(header: Mapping[str, Any], payload: bytes, job_dir: Path) -> bool:
+    path = job_dir / RESULT_FILE
+    frames = [encode_frame(header, payload)]
+    if payload:
+        # If the meshes do not fit under the file-size limit, still report why.
+        frames.append(
+            encode_frame(
+                {
+                    "failure": BuildFailure.OUTPUT_LIMIT.value,
+                    "message": f"the meshes ({len(payload)} bytes) exceed the output limit; "
+                    "simplify the parts or raise stl_tolerance_mm",
+                }
+            )
+        )
+    for frame in frames:
+        try:
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                view = memoryview(frame)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _failure(failure: BuildFailure, message: str, timings: Mapping[str, float]) -> tuple[dict[str, Any], bytes]:
+    return {"failure": failure.value, "message": message, "timings_s": dict(timings)}, b""
+
+
+def _classify(err: BaseException, default: BuildFailure) -> BuildFailure:
+    if isinstance(err, MemoryError) or "OutOfMemory" in type(err).__name__:
+        return BuildFailure.MEMORY
+    if isinstance(err, OSError) and err.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        return BuildFailure.OUTPUT_LIMIT
+    if isinstance(err, SystemExit):
+        return BuildFailure.CRASH
+    return default
+
+
+def _describe(err: BaseException, script: Path, what: str) -> str:
+    """``<what> raised Type: message (scenario_script.py line N: code)`` with the script's last frame."""
+    if isinstance(err, SystemExit):
+        return f"{what} called sys.exit({err.code!r}); return a Scenario instead of exiting"
+    detail = f"{type(err).__name__}: {err}"
+    if isinstance(err, SyntaxError):
+        return f"{what} failed: {detail}".rstrip()
+    frames = [frame for frame in traceback.extract_tb(err.__traceback__) if frame.filename == str(script)]
+    where = f" (script line {frames[-1].lineno}: {(frames[-1].line or '').strip()})" if frames else ""
+    hint = ""
+    if isinstance(err, MemoryError):
+        hint = "; the job ran out of its memory limit: allocate less"
+    elif isinstance(err, OSError) and err.errno in (errno.EFBIG, errno.ENOSPC):
+        hint = "; the job hit its output/file-size limit: write less"
+    return f"{what} raised {detail}{where}{hint}"
+
+
+def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], bytes]:
+    from scenario_lib.contract import Scenario
+    from scenario_lib.geometry import check_solid, export_stl, is_nonempty_shape
+
+    timings: dict[str, float] = {}
+    seed = int(request["seed"])
+    scale = tuple(float(value) for value in request["scale"])
+    script = job_dir / SCRIPT_FILE
+    started = time.perf_counter()
+    try:
+        script.write_text(str(request["source"]), encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(SCRIPT_MODULE, script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[SCRIPT_MODULE] = module
+        spec.loader.exec_module(module)
+    except BaseException as err:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
+        return _failure(_classify(err, BuildFailure.IMPORT), _describe(err, script, "importing the script"), timings)
+    timings["import_s"] = time.perf_counter() - started
+
+    build = getattr(module, "build", None)
+    if not callable(build):
+        return _failure(
+            BuildFailure.CONTRACT,
+            "the script defines no build function; define "
+            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
+            timings,
+        )
+    try:
+        inspect.signature(build).bind(seed, scale)
+    except TypeError:
+        return _failure(
+            BuildFailure.CONTRACT,
+            f"build{inspect.signature(build)} cannot be called as build(seed, scale); define "
+            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
+            timings,
+        )
+    except ValueError:
+        pass  # no signature to inspect (a builtin): just call it
+    started = time.perf_counter()
+    try:
+        scenario = build(seed, scale)
+    except BaseException as err:  # noqa: BLE001
+        what = f"build(seed={seed}, scale={scale})"
+        return _failure(_classify(err, BuildFailure.EXCEPTION), _describe(err, script, what), timings)
+    timings["build_s"] = time.perf_counter() - started
+
+    if not isinstance(scenario, Scenario):
+        return _failure(
+            BuildFailure.CONTRACT,
+            f"build returned {type(scenario).__name__}, expected scenario_lib.contract.Scenario",
+            timings,
+        )
+    try:
+        # A round trip catches a Scenario built with model_construct (validation skipped).
+        scenario_json = scenario.model_dump_json()
+        Scenario.model_validate_json(scenario_json)
+    except Exception as err:  # pydantic ValidationError or a serialization error
+        return _failure(BuildFailure.CONTRACT, f"build returned an invalid Scenario: {err}", timings)
+    names = [body.name for body in scenario.bodies]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        return _failure(BuildFailure.CONTRACT, f"body names must be unique; repeated: {duplicates}", timings)
+
+    started = time.perf_counter()
+    bodies: list[dict[str, Any]] = []
+    meshes: list[bytes] = []
+    for body in scenario.bodies:
+        part = body.part
+        if part is None or not _is_shape(part):
+            return _failure(
+                BuildFailure.CONTRACT,
+                f"body {body.name!r} has part={type(part).__name__}; set part= to a build123d Part/Solid in mm",
+                timings,
+            )
+        try:
+            check = check_solid(part)
+            stl = (
+                export_stl(part, float(request["stl_tolerance_mm"]), float(request["stl_angular_tolerance_rad"]))
+                if is_nonempty_shape(part)
+                else b""
+            )
+        except BaseException as err:  # noqa: BLE001 - the part's own methods may be script code
+            failure = _classify(err, BuildFailure.EXCEPTION)
+            return _failure(failure, _describe(err, script, f"checking and exporting body {body.name!r}"), timings)
+        bodies.append({"name": body.name, "check": check.to_json(), "stl_bytes": len(stl)})
+        meshes.append(stl)
+    timings["checks_s"] = time.perf_counter() - started
+    header = {"failure": None, "scenario_json": scenario_json, "bodies": bodies, "timings_s": timings}
+    return header, b"".join(meshes)
+
+
+def _is_shape(part: object) -> bool:
+    from build123d import Shape
+
+    return isinstance(part, Shape)

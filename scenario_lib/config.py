@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "SCENARIOS_"
+PACKAGED_MJCF_SCHEMA = Path(__file__).parent / "data" / "mjcf.xsd"
 DEFAULT_CONFIG_FILE = "scenarios.toml"
 
 
@@ -52,7 +53,7 @@ class ValidationSettings(BaseModel):
     seeds: int = Field(default=8, ge=1, le=1000)
     scale_low: float = Field(default=0.5, gt=0)
     scale_high: float = Field(default=2.0, gt=0)
-    mjcf_schema_path: Path | None = None
+    mjcf_schema_path: Path | None = PACKAGED_MJCF_SCHEMA
     sim_duration_s: float = Field(default=1.0, gt=0)
     render_preview: bool = True
     decomposition_cache_dir: Path = Path.home() / ".cache" / "scenario_lib" / "coacd"

@@ -1,0 +1,124 @@
+"""The scenario folder: what a validated (or failed) scenario looks like on disk.
+
+::
+
+    <scenario_id>/
+      scenario.py       the script, exactly as validated
+      scene.xml         MJCF; mesh paths are relative (meshes/...)
+      meshes/*.stl      visual meshes and collision hulls
+      validation.json   the ValidationReport
+      preview.png       offscreen render of the scene (when rendering is available)
+      manifest.json     ScenarioManifest: written last, it lists every other file with its hash
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from scenario_lib.report import ValidationReport
+from scenario_lib.validation import SeedValidation, library_versions
+
+SCRIPT_FILE = "scenario.py"
+REPORT_FILE = "validation.json"
+PREVIEW_FILE = "preview.png"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+
+
+class FileEntry(BaseModel):
+    path: str
+    sha256: str
+    size_bytes: int
+
+
+class ScenarioManifest(BaseModel):
+    """Metadata of one scenario folder."""
+
+    format_version: int = MANIFEST_FORMAT_VERSION
+    id: str
+    tier: str
+    family: str
+    prompt: str
+    author: str
+    seed: int
+    scale: tuple[float, float, float]
+    parameters: dict[str, float] = Field(default_factory=dict)
+    objective: str
+    passed: bool
+    stage_reached: str
+    attempt: int = 1
+    script_sha256: str
+    files: list[FileEntry] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def total_size_bytes(self) -> int:
+        return sum(entry.size_bytes for entry in self.files)
+
+
+def write_scenario_folder(
+    folder: Path,
+    *,
+    scenario_id: str,
+    tier: str,
+    prompt: str,
+    author: str,
+    source: str,
+    report: ValidationReport,
+    result: SeedValidation,
+    attempt: int = 1,
+) -> ScenarioManifest:
+    """Write a scenario folder (scene files only when the scene was built) and return its manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SCRIPT_FILE).write_text(source, encoding="utf-8")
+    (folder / REPORT_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    if result.scene is not None and report.passed:
+        result.scene.write(folder)
+    if result.preview_png is not None:
+        (folder / PREVIEW_FILE).write_bytes(result.preview_png)
+
+    scenario = result.scenario
+    manifest = ScenarioManifest(
+        id=scenario_id,
+        tier=tier,
+        family=scenario.family if scenario else "unknown",
+        prompt=prompt,
+        author=author,
+        seed=result.report.seed,
+        scale=result.report.scale,
+        parameters=dict(scenario.parameters) if scenario else {},
+        objective=scenario.objective if scenario else "",
+        passed=report.passed,
+        stage_reached=result.report.stage_reached.value,
+        attempt=attempt,
+        script_sha256=report.script_sha256,
+        files=_file_entries(folder),
+        versions=report.versions or library_versions(),
+    )
+    (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return manifest
+
+
+def _file_entries(folder: Path) -> list[FileEntry]:
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MANIFEST_FILE:
+            data = path.read_bytes()
+            entries.append(
+                FileEntry(
+                    path=path.relative_to(folder).as_posix(),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size_bytes=len(data),
+                )
+            )
+    return entries
+
+
+def read_manifest(folder: Path) -> ScenarioManifest:
+    """Read a scenario folder's manifest."""
+    return ScenarioManifest.model_validate(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")))

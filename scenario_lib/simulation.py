@@ -1,0 +1,234 @@
+"""Stability: does the scene sit still, or does it explode, sink or fall, when simulated untouched?
+
+The model is stepped from its initial state with no control for ``duration_s``; the thresholds are the
+ones that separated good from broken models on this project (see FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+import numpy.typing as npt
+
+from scenario_lib.report import Metric, Stage, StageResult
+
+
+@dataclass(frozen=True)
+class StabilityThresholds:
+    """Limits a passive simulation must stay within (SI units; penetration in mm)."""
+
+    max_linear_speed_m_s: float = 5.0
+    max_angular_speed_rad_s: float = 100.0
+    # Relative to Σ(moving mass)·g·(scene extent): a passive scene may only lose energy.
+    max_energy_gain_fraction: float = 0.05
+    max_penetration_initial_mm: float = 0.2
+    max_penetration_settling_mm: float = 5.0
+    max_penetration_rest_mm: float = 0.5
+    settling_time_s: float = 0.02
+    rest_window_s: float = 0.1
+
+
+DEFAULT_THRESHOLDS = StabilityThresholds()
+
+_DIVERGED = (
+    "the simulation diverged and MuJoCo reset it; look for overlapping bodies, tiny masses or a too-large timestep"
+)
+_WARNING_HINTS = {
+    "mjWARN_INERTIA": "a body has a degenerate inertia; check that every moving part is a solid with volume",
+    "mjWARN_CONTACTFULL": "contacts overflowed the arena memory; use fewer convex pieces or primitives",
+    "mjWARN_CNSTRFULL": "constraints overflowed the arena memory; use fewer convex pieces or primitives",
+    "mjWARN_BADQPOS": _DIVERGED,
+    "mjWARN_BADQVEL": _DIVERGED,
+    "mjWARN_BADQACC": _DIVERGED,
+}
+
+
+@dataclass
+class _Worst:
+    """The worst value of one quantity seen so far, with when and where."""
+
+    value: float = 0.0
+    time_s: float = 0.0
+    where: str = ""
+
+    def update(self, value: float, time_s: float, where: str) -> None:
+        if value > self.value:
+            self.value, self.time_s, self.where = value, time_s, where
+
+
+def check_stability(
+    model: mujoco.MjModel, duration_s: float = 1.0, thresholds: StabilityThresholds = DEFAULT_THRESHOLDS
+) -> StageResult:
+    """Simulate ``model`` passively for ``duration_s`` and check speeds, energy, penetration and warnings."""
+    started = time.perf_counter()
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    body_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or f"body{i}" for i in range(model.nbody)]
+    moving = np.array([model.body_weldid[i] != 0 for i in range(model.nbody)])
+    moving_mass = float(model.body_mass[moving].sum())
+    energy_scale_j = max(moving_mass * abs(float(model.opt.gravity[2])) * float(model.stat.extent), 1e-9)
+
+    initial_penetration = _Worst()
+    if data.ncon:
+        depth_m, pair = _deepest_contact(data)
+        initial_penetration.update(depth_m * 1000, 0.0, _pair_name(model, body_names, pair))
+    energy_start = _total_energy(data)
+    linear, angular, energy_gain = _Worst(), _Worst(), _Worst()
+    settling_penetration, rest_penetration = _Worst(), _Worst()
+    steps = max(1, round(duration_s / model.opt.timestep))
+    rest_from_step = steps - max(1, round(thresholds.rest_window_s / model.opt.timestep))
+    nonfinite_at: float | None = None
+
+    # Per step only copy state into preallocated arrays (Python-level numpy calls cost more than
+    # mj_step itself); speeds are computed for all steps at once afterwards.
+    cvel = np.zeros((steps, model.nbody, 6))
+    xipos = np.zeros((steps, model.nbody, 3))
+    subtree_com = np.zeros((steps, model.nbody, 3))
+    depth_per_step = np.zeros(steps)
+    pair_per_step: list[tuple[int, int]] = [(0, 0)] * steps
+    fatal: str | None = None
+    step = 0
+    for step in range(1, steps + 1):
+        try:
+            mujoco.mj_step(model, data)
+        except mujoco.FatalError as err:
+            fatal = f"{' '.join(str(err).split())} at t={float(data.time):.3f} s"
+            step -= 1
+            break
+        row = step - 1
+        cvel[row], xipos[row], subtree_com[row] = data.cvel, data.xipos, data.subtree_com
+        if data.ncon:
+            depth_per_step[row], pair_per_step[row] = _deepest_contact(data)
+        energy = _total_energy(data) - energy_start
+        if not math.isfinite(energy):
+            nonfinite_at = float(data.time)
+            break
+        energy_gain.update(energy, float(data.time), "")
+    done = step if nonfinite_at is None else step - 1  # a non-finite step is not analysed
+    if done > 0:
+        speed_lin, speed_ang = _body_speeds(model, cvel[:done], xipos[:done], subtree_com[:done])
+        speed_lin[:, ~moving] = 0.0
+        speed_ang[:, ~moving] = 0.0
+        for worst, speeds in ((linear, speed_lin), (angular, speed_ang)):
+            at_step, body = np.unravel_index(int(np.argmax(speeds)), speeds.shape)
+            worst.update(float(speeds[at_step, body]), (at_step + 1) * model.opt.timestep, body_names[body])
+        times = np.arange(1, done + 1) * model.opt.timestep
+        for worst, window in (
+            (settling_penetration, times >= thresholds.settling_time_s - 1e-12),
+            (rest_penetration, np.arange(1, done + 1) > rest_from_step),
+        ):
+            if window.any():
+                index = int(np.flatnonzero(window)[np.argmax(depth_per_step[:done][window])])
+                where = _pair_name(model, body_names, pair_per_step[index])
+                worst.update(float(depth_per_step[index]) * 1000, float(times[index]), where)
+
+    warnings = {
+        mujoco.mjtWarning(index).name: int(data.warning[index].number)
+        for index in range(len(data.warning))
+        if data.warning[index].number > 0
+    }
+    metrics: dict[str, Metric] = {
+        "steps": step,
+        "sim_time_s": round(float(data.time), 6),
+        "max_linear_speed_m_s": round(linear.value, 6),
+        "max_angular_speed_rad_s": round(angular.value, 6),
+        "energy_gain_j": round(energy_gain.value, 9),
+        "energy_gain_fraction": round(energy_gain.value / energy_scale_j, 6),
+        "penetration_t0_mm": round(initial_penetration.value, 6),
+        "penetration_after_settling_mm": round(settling_penetration.value, 6),
+        "penetration_at_rest_mm": round(rest_penetration.value, 6),
+        "warnings": sum(warnings.values()),
+    }
+
+    problems: list[str] = []
+    if fatal is not None:
+        problems.append(
+            f"MuJoCo stopped with a fatal error: {fatal}; usually far too many contacts (simplify collision "
+            "geometry: fewer convex pieces, primitives) or a tampered <size memory>"
+        )
+    if nonfinite_at is not None:
+        problems.append(
+            f"the state became NaN/inf at t={nonfinite_at:.3f} s: the model is numerically unstable; look for "
+            "overlapping bodies, tiny masses or a too-large timestep"
+        )
+    if warnings:
+        hints = sorted({_WARNING_HINTS.get(name, "see the MuJoCo docs for this warning") for name in warnings})
+        problems.append(f"MuJoCo raised warnings {warnings}: {'; '.join(hints)}")
+    if initial_penetration.value > thresholds.max_penetration_initial_mm:
+        problems.append(
+            f"{initial_penetration.where} interpenetrate by {initial_penetration.value:.3g} mm at t=0 "
+            f"(limit {thresholds.max_penetration_initial_mm:g} mm); move them apart, leaving a gap of ~0.05 mm"
+        )
+    if linear.value > thresholds.max_linear_speed_m_s:
+        problems.append(
+            f"body {linear.where!r} reached {linear.value:.3g} m/s at t={linear.time_s:.3f} s "
+            f"(limit {thresholds.max_linear_speed_m_s:g} m/s): it is thrown out of an overlap or falls unsupported; "
+            "place it resting on a support without overlap"
+        )
+    if angular.value > thresholds.max_angular_speed_rad_s:
+        problems.append(
+            f"body {angular.where!r} spun at {angular.value:.3g} rad/s at t={angular.time_s:.3f} s "
+            f"(limit {thresholds.max_angular_speed_rad_s:g} rad/s); check overlaps and its mass/inertia"
+        )
+    gain_fraction = energy_gain.value / energy_scale_j
+    if gain_fraction > thresholds.max_energy_gain_fraction:
+        problems.append(
+            f"the scene gained {energy_gain.value:.3g} J by t={energy_gain.time_s:.3f} s, "
+            f"{100 * gain_fraction:.1f}% of m·g·extent (limit {100 * thresholds.max_energy_gain_fraction:g}%): "
+            "contacts are pushing bodies apart; remove overlaps between bodies"
+        )
+    if settling_penetration.value > thresholds.max_penetration_settling_mm:
+        problems.append(
+            f"{settling_penetration.where} interpenetrate by {settling_penetration.value:.3g} mm at "
+            f"t={settling_penetration.time_s:.3f} s (limit {thresholds.max_penetration_settling_mm:g} mm after "
+            f"{thresholds.settling_time_s * 1000:g} ms): a body sinks into another; check its collision shapes"
+        )
+    if rest_penetration.value > thresholds.max_penetration_rest_mm:
+        problems.append(
+            f"{rest_penetration.where} still interpenetrate by {rest_penetration.value:.3g} mm at rest "
+            f"(limit {thresholds.max_penetration_rest_mm:g} mm): a body is sunk into its support; "
+            "check that collision shapes match the parts and that masses are realistic"
+        )
+    duration = time.perf_counter() - started
+    metrics["wall_s"] = round(duration, 4)
+    if problems:
+        return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration)
+    return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration)
+
+
+def _total_energy(data: mujoco.MjData) -> float:
+    return float(data.energy[0] + data.energy[1])
+
+
+def _body_speeds(
+    model: mujoco.MjModel,
+    cvel: npt.NDArray[np.float64],
+    xipos: npt.NDArray[np.float64],
+    subtree_com: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per step and body: linear speed of the centre of mass and angular speed (world frame)."""
+    # cvel is [angular, linear] about the centre of mass of the body's kinematic-tree root subtree;
+    # shift the linear part to the body's own centre of mass: v = v_ref + ω × (x_com - x_ref).
+    angular = cvel[..., :3]
+    offset = xipos - subtree_com[:, model.body_rootid]
+    linear = cvel[..., 3:] + np.cross(angular, offset)
+    return np.linalg.norm(linear, axis=-1), np.linalg.norm(angular, axis=-1)
+
+
+def _deepest_contact(data: mujoco.MjData) -> tuple[float, tuple[int, int]]:
+    """Deepest penetration (m, ≥ 0) over active contacts and the geom pair it is between."""
+    contacts = data.contact
+    depths = np.where(contacts.exclude == 0, -contacts.dist, 0.0)
+    worst = int(np.argmax(depths))
+    if depths[worst] <= 0:
+        return 0.0, (0, 0)
+    return float(depths[worst]), (int(contacts.geom1[worst]), int(contacts.geom2[worst]))
+
+
+def _pair_name(model: mujoco.MjModel, body_names: list[str], pair: tuple[int, int]) -> str:
+    first, second = (body_names[model.geom_bodyid[geom]] for geom in pair)
+    return f"bodies {first!r} and {second!r}"

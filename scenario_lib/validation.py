@@ -1,0 +1,267 @@
+"""The strict validation pipeline and its randomization harness.
+
+One script is built in the sandbox for several (seed, scale) pairs; each build then passes, in the
+trusted parent, through the stages code → geometry → mjcf → stability → task. The first failing stage
+ends that seed's run; later stages are recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scenario_lib.contract import Collision, ScaleLimits, Scenario
+from scenario_lib.errors import ScenarioError
+from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
+from scenario_lib.sandbox import BuildOutcome, BuildRequest, SandboxPool
+
+logger = logging.getLogger(__name__)
+
+NOMINAL_SCALE: tuple[float, float, float] = (1.0, 1.0, 1.0)
+SCENE_FILE = "scene.xml"
+MESH_DIR = "meshes"
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """How many (seed, scale) pairs to validate and the stage settings they share."""
+
+    seeds: int = 8
+    scale_low: float = 0.5
+    scale_high: float = 2.0
+    sim_duration_s: float = 1.0
+    mjcf_schema_path: Path | None = None
+    decomposition_cache_dir: Path | None = None
+    stl_tolerance_mm: float = 0.05
+    stl_angular_tolerance_rad: float = 0.2
+
+
+@dataclass(frozen=True)
+class SceneFiles:
+    """A built scene in memory: the MJCF text and every mesh file, keyed by path relative to the scene."""
+
+    scene_xml: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> Path:
+        """Write the scene into ``folder`` and return the path of the MJCF file."""
+        for relative, data in sorted(self.files.items()):
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        scene_path = folder / SCENE_FILE
+        scene_path.write_text(self.scene_xml, encoding="utf-8")
+        return scene_path
+
+
+@dataclass(frozen=True)
+class SeedValidation:
+    """One seed's report plus what a caller needs to store the scene when it passed."""
+
+    report: SeedReport
+    scenario: Scenario | None
+    scene: SceneFiles | None
+    preview_png: bytes | None = None
+
+
+def script_sha256(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def plan_harness(
+    base_seed: int, count: int, limits: ScaleLimits, *, scale_low: float = 0.5, scale_high: float = 2.0
+) -> list[tuple[int, tuple[float, float, float]]]:
+    """Pick ``count`` (seed, scale) pairs: the base seed first, one nominal scale, the rest random.
+
+    Scales are drawn per axis, log-uniformly, within the script's declared limits intersected with
+    [scale_low, scale_high]; the plan depends only on its arguments.
+    """
+    rng = random.Random(f"harness:{base_seed}")
+    bounds = [
+        (max(lo, scale_low), min(hi, scale_high)) if max(lo, scale_low) <= min(hi, scale_high) else (lo, hi)
+        for lo, hi in zip(limits.low, limits.high)
+    ]
+
+    def draw_scale() -> tuple[float, float, float]:
+        values = [lo * (hi / lo) ** rng.random() for lo, hi in bounds]
+        return (round(values[0], 4), round(values[1], 4), round(values[2], 4))
+
+    plan = [(base_seed, draw_scale())]
+    for index in range(1, count):
+        seed = base_seed + 1_000_003 * index
+        scale = _clamp_nominal(bounds) if index == 1 else draw_scale()
+        plan.append((seed, scale))
+    return plan
+
+
+def _clamp_nominal(bounds: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
+    clamped = [min(max(1.0, lo), hi) for lo, hi in bounds]
+    return (clamped[0], clamped[1], clamped[2])
+
+
+def _skipped(after: Stage) -> list[StageResult]:
+    later = STAGE_ORDER[STAGE_ORDER.index(after) + 1 :]
+    return [
+        StageResult(stage=stage, verdict=Verdict.SKIPPED, message=f"skipped: {after.value} failed") for stage in later
+    ]
+
+
+class Validator:
+    """Validates scenario scripts with a sandbox pool and a harness configuration."""
+
+    def __init__(self, pool: SandboxPool, config: HarnessConfig = HarnessConfig()) -> None:
+        self.pool = pool
+        self.config = config
+
+    def _request(self, seed: int, scale: tuple[float, float, float]) -> BuildRequest:
+        return BuildRequest(
+            seed=seed,
+            scale=scale,
+            stl_tolerance_mm=self.config.stl_tolerance_mm,
+            stl_angular_tolerance_rad=self.config.stl_angular_tolerance_rad,
+        )
+
+    def validate_script(self, source: str, *, base_seed: int = 0, render_preview: bool = False) -> tuple[
+        ValidationReport, SeedValidation
+    ]:
+        """Validate ``source`` over the harness; return the report and the base seed's full result.
+
+        The base seed's scale is drawn from the script's declared limits, which are only known after a
+        first build, so that build runs first (at nominal scale) and the rest run in parallel.
+        """
+        started = time.perf_counter()
+        probe = self.pool.run_build(source, self._request(base_seed, NOMINAL_SCALE))
+        limits = _declared_limits(probe)
+        plan = plan_harness(
+            base_seed,
+            self.config.seeds,
+            limits,
+            scale_low=self.config.scale_low,
+            scale_high=self.config.scale_high,
+        )
+        outcomes = self.pool.map_builds(source, [self._request(seed, scale) for seed, scale in plan])
+        results = [
+            self.check_outcome(outcome, seed, scale, render_preview=render_preview and index == 0)
+            for index, (outcome, (seed, scale)) in enumerate(zip(outcomes, plan))
+        ]
+        report = ValidationReport(
+            script_sha256=script_sha256(source),
+            seeds=[result.report for result in results],
+            versions=library_versions(),
+            duration_s=round(time.perf_counter() - started, 4),
+        )
+        return report, results[0]
+
+    def check_outcome(
+        self,
+        outcome: BuildOutcome,
+        seed: int,
+        scale: tuple[float, float, float],
+        *,
+        render_preview: bool = False,
+    ) -> SeedValidation:
+        """Run the trusted stages on one sandbox build."""
+        # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
+        from scenario_lib.collision import collision_meshes
+        from scenario_lib.geometry import geometry_stage
+        from scenario_lib.mjcf import assemble_mjcf, mjcf_stage
+        from scenario_lib.simulation import check_stability
+        from scenario_lib.task import check_task
+
+        stages: list[StageResult] = []
+
+        def finish(scenario: Scenario | None = None, scene: SceneFiles | None = None) -> SeedValidation:
+            if stages[-1].verdict is Verdict.FAIL:
+                stages.extend(_skipped(stages[-1].stage))
+            return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene)
+
+        stages.append(outcome.code_stage())
+        if not outcome.ok or outcome.scenario_json is None:
+            return finish()
+        scenario = Scenario.model_validate_json(outcome.scenario_json)
+
+        stages.append(geometry_stage(outcome.part_checks, outcome.meshes))
+        if not stages[-1].passed:
+            return finish(scenario)
+
+        started = time.perf_counter()
+        hull_failure = _hull_misuse(scenario, outcome.meshes)
+        if hull_failure is not None:
+            stages.append(StageResult.failing(Stage.MJCF, hull_failure))
+            return finish(scenario)
+        hulls = collision_meshes(scenario, outcome.meshes, self.config.decomposition_cache_dir)
+        files = {f"{MESH_DIR}/{name}.stl": data for name, data in outcome.meshes.items()}
+        for name, pieces in hulls.items():
+            for index, piece in enumerate(pieces):
+                files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
+        scene = SceneFiles(
+            scene_xml=assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()}),
+            files=files,
+        )
+        with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
+            mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, self.config.mjcf_schema_path)
+        decompose_s = time.perf_counter() - started
+        stages.append(
+            mjcf_result.model_copy(update={"metrics": {**mjcf_result.metrics, "collision_s": round(decompose_s, 4)}})
+        )
+        if model is None or not stages[-1].passed:
+            return finish(scenario, scene)
+
+        stages.append(check_stability(model, duration_s=self.config.sim_duration_s))
+        if not stages[-1].passed:
+            return finish(scenario, scene)
+
+        stages.append(check_task(scenario, model))
+        result = finish(scenario, scene)
+        if render_preview and result.report.passed:
+            from scenario_lib.render import render_preview as render
+
+            try:
+                preview = render(model)
+            except ScenarioError as err:
+                # A preview is a convenience: a machine without headless OpenGL still validates.
+                logger.warning("no preview rendered: %s", err)
+                return result
+            return SeedValidation(result.report, scenario, scene, preview_png=preview)
+        return result
+
+
+def _declared_limits(probe: BuildOutcome) -> ScaleLimits:
+    if probe.ok and probe.scenario_json is not None:
+        return Scenario.model_validate_json(probe.scenario_json).scale_limits
+    return ScaleLimits()
+
+
+def _hull_misuse(scenario: Scenario, meshes: dict[str, bytes]) -> str | None:
+    """A body declared HULL must be convex, else it collides as a solid lump (a peg rests on its hole)."""
+    from scenario_lib.collision import convexity_ratio
+
+    for body in scenario.bodies:
+        if body.collision is Collision.HULL and body.name in meshes:
+            ratio = convexity_ratio(meshes[body.name])
+            if ratio < 0.98:
+                return (
+                    f"body {body.name!r} is declared Collision.HULL but is not convex (volume/hull volume = "
+                    f"{ratio:.3f} < 0.98): it would collide as one solid lump. Declare primitives that follow its "
+                    "shape or use Collision.DECOMPOSE"
+                )
+    return None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose output a scenario depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str] = {}
+    for package in ("build123d", "cadquery-ocp", "mujoco", "scenario-lib"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions

@@ -1,0 +1,20 @@
+"""Broken on purpose: a valid cube-on-floor scene with a negative timestep (MuJoCo compiles it anyway)."""
+
+from build123d import Box as SolidBox
+
+from scenario_lib.contract import FREE, Body, Box, InsideZone, Pose, Scenario, Zone
+
+
+def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
+    return Scenario(
+        family="broken_negative_timestep",
+        objective="Push the cube into the goal zone.",
+        bodies=(
+            Body(name="floor", part=SolidBox(400, 400, 10), pose=Pose(position_mm=(0, 0, -5)),
+                 primitives=(Box(half_size_mm=(200, 200, 5)),)),
+            Body(name="cube", part=SolidBox(30, 30, 30), motion=FREE, pose=Pose(position_mm=(0, 0, 15.05)),
+                 primitives=(Box(half_size_mm=(15, 15, 15)),)),
+        ),
+        success=InsideZone(body="cube", zone=Zone(name="goal", center_mm=(120, 0, 15), half_extents_mm=(30, 30, 30))),
+        timestep_s=-0.002,
+    )

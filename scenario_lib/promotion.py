@@ -1,0 +1,307 @@
+"""Promotion: move validated scenarios from ``staging/`` into a named benchmark, crash-safely and concurrently.
+
+Object stores have no atomic move, so a promotion is a sequence of idempotent steps per scenario:
+
+1. copy ``staging/<id>/`` to ``benchmarks/<dest>/<id>/`` and commit it there (marker last);
+2. create ``benchmarks/<dest>/entries/<id>.json``: the commit point; once it exists the scenario is promoted;
+3. rebuild ``benchmarks/<dest>/manifest.json`` from all entries with compare-and-swap and retry;
+4. delete the staging source (marker first).
+
+A crash after any step leaves a state from which re-running `promote` converges: before step 2 the
+copy is redone; after it the scenario reports as already present and the remaining steps are finished.
+One object per entry plus a CAS-rebuilt manifest means concurrent promotions never lose an entry.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scenario_lib.errors import ConfigError, StoreError
+from scenario_lib.store import (
+    RUNS_PREFIX,
+    STAGING_PREFIX,
+    DatasetStore,
+    ObjectNotFoundError,
+    benchmark_entries_prefix,
+    benchmark_entry_key,
+    benchmark_manifest_key,
+    benchmark_prefix,
+    copy_committed,
+    list_scenarios,
+    parse_scenario_id,
+    staging_prefix,
+    uncommit,
+    validate_dest,
+    validate_run_id,
+)
+
+MANIFEST_FORMAT_VERSION = 1
+_MAX_LISTED_NAMES = 20
+
+
+class ManifestEntry(BaseModel):
+    """One promoted scenario, stored as ``benchmarks/<dest>/entries/<id>.json`` and repeated in the manifest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: int = MANIFEST_FORMAT_VERSION
+    scenario_id: str
+    run_id: str
+    seed: int
+    path: str = Field(description="Key of the scenario folder, relative to the store root.")
+    files: list[str] = Field(default_factory=list, description="File names inside the folder.")
+    promoted_at: datetime
+
+
+class BenchmarkManifest(BaseModel):
+    """The index of one benchmark destination: every entry, sorted by scenario id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: int = MANIFEST_FORMAT_VERSION
+    dest: str
+    updated_at: datetime
+    entries: list[ManifestEntry] = Field(default_factory=list)
+
+    @property
+    def scenario_ids(self) -> list[str]:
+        return [entry.scenario_id for entry in self.entries]
+
+
+class PromotionResult(BaseModel):
+    """What `promote` did: ids newly promoted, ids that were already there, and the manifest it left."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dest: str
+    promoted: list[str]
+    already_present: list[str]
+    manifest_url: str
+    entry_count: int
+
+
+def _check_format_version(raw: object, what: str, url: str) -> None:
+    version = raw.get("format_version", MANIFEST_FORMAT_VERSION) if isinstance(raw, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > MANIFEST_FORMAT_VERSION:
+        raise StoreError(
+            f"{what} {url} has format_version {version}, newer than this scenario_lib understands "
+            f"({MANIFEST_FORMAT_VERSION}); upgrade scenario_lib before touching this benchmark"
+        )
+
+
+def parse_manifest(data: bytes, *, url: str) -> BenchmarkManifest:
+    """Parse manifest bytes read from `url`; StoreError if corrupt or from a newer format version."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(
+            f"benchmark manifest {url} is not valid JSON ({err}); it is rebuilt from the entries/ folder next "
+            "to it: move the broken file aside (do not edit entries/) and re-run promote"
+        ) from err
+    _check_format_version(raw, "benchmark manifest", url)
+    try:
+        return BenchmarkManifest.model_validate(raw)
+    except ValidationError as err:
+        raise StoreError(
+            f"benchmark manifest {url} does not match the manifest format: {err.errors()[0]['msg']} at "
+            f"{err.errors()[0]['loc']}; move the broken file aside and re-run promote to rebuild it from entries/"
+        ) from err
+
+
+def parse_entry(data: bytes, *, url: str) -> ManifestEntry:
+    """Parse an entry file read from `url`; StoreError if corrupt or from a newer format version."""
+    try:
+        raw = json.loads(data)
+        _check_format_version(raw, "benchmark entry", url)
+        return ManifestEntry.model_validate(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as err:
+        raise StoreError(
+            f"benchmark entry {url} is corrupt ({err}); delete it and re-promote that scenario from staging "
+            "(or restore it from backup) - the manifest is rebuilt from these entries"
+        ) from err
+
+
+def read_manifest(store: DatasetStore, dest: str) -> BenchmarkManifest | None:
+    """The manifest of `dest`, or None if the benchmark has none yet."""
+    key = benchmark_manifest_key(dest)
+    try:
+        data = store.read_bytes(key)
+    except ObjectNotFoundError:
+        return None
+    return parse_manifest(data, url=store.url_for(key))
+
+
+def _entry_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def rebuild_manifest(
+    store: DatasetStore, dest: str, *, known_entries: Sequence[ManifestEntry] = (), max_attempts: int = 50
+) -> BenchmarkManifest:
+    """Make ``manifest.json`` of `dest` list exactly the entry files, with compare-and-swap; returns it.
+
+    The manifest is read (with its version tag) *before* the entries are listed: any entry created
+    before a writer's read is in its listing, and any manifest written after its read makes its
+    compare-and-swap fail, so the last successful writer always includes every finished promotion.
+    Entries are immutable, so those already in the manifest or in `known_entries` (just written by the
+    caller) are not re-read.
+    """
+    key = benchmark_manifest_key(dest)
+    url = store.url_for(key)
+    # Entries are immutable: read each at most once across attempts.
+    parsed: dict[str, ManifestEntry] = {entry.scenario_id: entry for entry in known_entries}
+    for attempt in range(max_attempts):
+        try:
+            data, etag = store.read_with_etag(key)
+            current: BenchmarkManifest | None = parse_manifest(data, url=url)
+        except ObjectNotFoundError:
+            current, etag = None, ""
+        if current is not None:
+            parsed.update((entry.scenario_id, entry) for entry in current.entries)
+        entries: list[ManifestEntry] = []
+        for entry_key in store.list_files(benchmark_entries_prefix(dest)):
+            if not entry_key.endswith(".json"):
+                continue
+            scenario_id = _entry_id(entry_key)
+            if scenario_id not in parsed:
+                parsed[scenario_id] = parse_entry(store.read_bytes(entry_key), url=store.url_for(entry_key))
+            entries.append(parsed[scenario_id])
+        entries.sort(key=lambda item: item.scenario_id)
+        if current is not None and current.entries == entries:
+            return current
+        manifest = BenchmarkManifest(dest=dest, updated_at=datetime.now(timezone.utc), entries=entries)
+        payload = manifest.model_dump_json(indent=1).encode()
+        written = store.create_bytes(key, payload) if current is None else store.replace_if_match(key, payload, etag)
+        if written:
+            return manifest
+        # Lost the race: another promoter wrote in between. Back off with jitter so 8+ writers spread out.
+        time.sleep(min(0.5, 0.005 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.5))
+    raise StoreError(
+        f"could not update {url} after {max_attempts} compare-and-swap attempts (too many concurrent writers); "
+        "re-run promote: the entries are saved and the manifest is rebuilt from them"
+    )
+
+
+def _limited(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED_NAMES])
+    more = len(names) - _MAX_LISTED_NAMES
+    return (shown + (f", ... ({more} more)" if more > 0 else "")) or "none"
+
+
+def _known_run_ids(store: DatasetStore, staged: Sequence[str]) -> list[str]:
+    runs = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list_files(RUNS_PREFIX, recursive=False)}
+    runs.update(parse_scenario_id(scenario_id)[0] for scenario_id in staged)
+    return sorted(runs)
+
+
+def _resolve_ids(
+    store: DatasetStore, scenario_ids: Sequence[str] | None, run_id: str | None, dest: str
+) -> tuple[list[str], list[str]]:
+    """Split the requested ids into (to promote, already promoted); ConfigError for unknown ids."""
+    if scenario_ids is None and run_id is None:
+        raise ConfigError("promote needs scenario ids or a run id: pass scenario_ids=[...] or run_id='...'")
+    if run_id is not None:
+        validate_run_id(run_id)
+    staged = set(list_scenarios(store, STAGING_PREFIX))
+    promoted = {_entry_id(key) for key in store.list_files(benchmark_entries_prefix(dest)) if key.endswith(".json")}
+
+    if scenario_ids is None:
+        assert run_id is not None
+        candidates = sorted(sid for sid in staged | promoted if parse_scenario_id(sid)[0] == run_id)
+        if not candidates:
+            raise ConfigError(
+                f"unknown run id {run_id!r}: it has no staged scenario and none promoted to {dest!r}; "
+                f"runs in the store: {_limited(_known_run_ids(store, sorted(staged)))}"
+            )
+    else:
+        if isinstance(scenario_ids, str):
+            raise ConfigError(f"scenario_ids must be a list of ids, not the string {scenario_ids!r}")
+        candidates = sorted(set(scenario_ids))
+        for scenario_id in candidates:
+            sid_run, _ = parse_scenario_id(scenario_id)
+            if run_id is not None and sid_run != run_id:
+                raise ConfigError(f"scenario {scenario_id!r} does not belong to run {run_id!r}")
+        unknown = [sid for sid in candidates if sid not in staged and sid not in promoted]
+        if unknown:
+            raise ConfigError(
+                f"unknown scenario id(s) {_limited(unknown)}: not committed under {STAGING_PREFIX}/ nor promoted to "
+                f"{dest!r}; staged scenarios: {_limited(sorted(staged))}"
+            )
+    to_promote = [sid for sid in candidates if sid not in promoted]
+    already = [sid for sid in candidates if sid in promoted]
+    return to_promote, already
+
+
+def promote(
+    store: DatasetStore,
+    scenario_ids: Sequence[str] | None = None,
+    *,
+    run_id: str | None = None,
+    dest: str,
+) -> PromotionResult:
+    """Promote staged scenarios (given ids, or every scenario of `run_id`) into the benchmark `dest`.
+
+    Idempotent and crash-safe (see the module docstring): scenarios already promoted are reported in
+    `already_present` and their leftover steps (manifest, staging cleanup) are finished. Safe to run
+    concurrently with other promotions into the same `dest` for different scenarios (two promotions of
+    the same scenario at the same time are not supported).
+    Raises ConfigError for an invalid `dest` or unknown ids, StoreError for store failures or a
+    corrupt / newer-format manifest.
+    """
+    validate_dest(dest)
+    to_promote, already = _resolve_ids(store, scenario_ids, run_id, dest)
+    manifest_key = benchmark_manifest_key(dest)
+    # Refuse a corrupt or newer manifest before copying anything, rather than after.
+    read_manifest(store, dest)
+
+    promoted: list[str] = []
+    written: list[ManifestEntry] = []
+    for scenario_id in to_promote:
+        run, seed = parse_scenario_id(scenario_id)
+        target = benchmark_prefix(dest, scenario_id)
+        files = copy_committed(store, staging_prefix(scenario_id), target)
+        entry = ManifestEntry(
+            scenario_id=scenario_id,
+            run_id=run,
+            seed=seed,
+            path=target,
+            files=sorted(files),
+            promoted_at=datetime.now(timezone.utc),
+        )
+        if store.create_bytes(benchmark_entry_key(dest, scenario_id), entry.model_dump_json(indent=1).encode()):
+            promoted.append(scenario_id)
+            written.append(entry)
+        else:
+            # The entry appeared after `_resolve_ids` looked: a promoter that crashed after creating it is
+            # being re-run elsewhere. The entry is the commit point, so this scenario counts as present.
+            already.append(scenario_id)
+
+    manifest = rebuild_manifest(store, dest, known_entries=written)
+    for scenario_id in sorted([*promoted, *already]):
+        uncommit(store, staging_prefix(scenario_id))
+    return PromotionResult(
+        dest=dest,
+        promoted=sorted(promoted),
+        already_present=sorted(already),
+        manifest_url=store.url_for(manifest_key),
+        entry_count=len(manifest.entries),
+    )
+
+
+__all__ = [
+    "MANIFEST_FORMAT_VERSION",
+    "BenchmarkManifest",
+    "ManifestEntry",
+    "PromotionResult",
+    "parse_entry",
+    "parse_manifest",
+    "promote",
+    "read_manifest",
+    "rebuild_manifest",
+]

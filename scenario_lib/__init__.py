@@ -1,7 +1,90 @@
-"""scenario_lib: turn scenario scripts into validated, deterministic physics benchmark scenarios."""
+"""scenario_lib: turn scenario scripts into validated, deterministic physics benchmark scenarios.
 
+The names below are the public API. They load lazily (PEP 562) so that importing the package, as the
+CLI does on every start, does not pull in build123d, MuJoCo or LangGraph.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os as _os
+from typing import Any
 
 # MuJoCo binds its OpenGL backend at its first import and cannot switch later; previews are rendered
 # headless. setdefault keeps the caller's choice (e.g. MUJOCO_GL=osmesa). See scenario_lib.render.
 _os.environ.setdefault("MUJOCO_GL", "egl")
+
+_EXPORTS: dict[str, str] = {
+    # the script contract
+    "AllOf": "contract",
+    "Body": "contract",
+    "Box": "contract",
+    "Collision": "contract",
+    "Cylinder": "contract",
+    "FIXED": "contract",
+    "FREE": "contract",
+    "Hinge": "contract",
+    "InsideZone": "contract",
+    "JointInRange": "contract",
+    "ParameterRange": "contract",
+    "Pose": "contract",
+    "ScaleLimits": "contract",
+    "Scenario": "contract",
+    "Slide": "contract",
+    "Sphere": "contract",
+    "Zone": "contract",
+    # errors
+    "ConfigError": "errors",
+    "GeometryError": "errors",
+    "MjcfError": "errors",
+    "SandboxError": "errors",
+    "ScenarioError": "errors",
+    "ScriptError": "errors",
+    "StoreError": "errors",
+    # settings
+    "Settings": "config",
+    "load_settings": "config",
+    # validation
+    "HarnessConfig": "validation",
+    "SandboxLimits": "sandbox",
+    "SandboxPool": "sandbox",
+    "Stage": "report",
+    "ValidationReport": "report",
+    "Validator": "validation",
+    "Verdict": "report",
+    # authoring and tiers
+    "TIER_PRESETS": "tiers",
+    "Tier": "tiers",
+    "author_script": "authoring",
+    "resolve_tier": "tiers",
+    # the agent
+    "GenerationRequest": "agent",
+    "run_agent": "agent",
+    # runs, the store and promotion
+    "DatasetStore": "store",
+    "GenerationJob": "generation",
+    "RunSummary": "generation",
+    "ScenarioManifest": "artifacts",
+    "open_generation_context": "generation",
+    "promote": "promotion",
+    "run_generation": "generation",
+    "write_scenario_folder": "artifacts",
+    # traces
+    "configure_tracing": "tracing",
+    "export_traces": "trace_export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scenario_lib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"scenario_lib.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,8 +16,11 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.s3_fixtures import dataset_store, moto_s3, s3_bucket_url, s3_store  # noqa: E402, F401
+
 SCRIPTS = Path(__file__).parent / "scripts"
-SHARED_XSD = Path("/work/shared/data/mjcf.xsd")
+# The packaged copy of MuJoCo's schema (from ../shared/data/, with its licence notice): CI has no ../shared.
+SHARED_XSD = Path(__file__).parents[1] / "scenario_lib" / "data" / "mjcf.xsd"
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import PrivateAttr, SecretStr
+from pydantic import SecretStr
 
 from scenario_lib.agent import (
     AgentOutcome,
@@ -30,11 +26,12 @@ from scenario_lib.agent import (
     run_agent,
 )
 from scenario_lib.config import LlmProvider, LlmSettings, TraceExporter, TracingSettings
-from scenario_lib.providers import OfflineChatModel, make_chat_model, read_request_block
+from scenario_lib.providers import OfflineChatModel, make_chat_model
 from scenario_lib.tiers import Tier
 from scenario_lib.trace_export import export_traces, read_calls
 from scenario_lib.tracing import SpanRecord, configure_tracing, read_spans
 from tests.openai_stub_server import serve_openai_stub
+from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
 SCRIPTS = Path(__file__).parent / "scripts"
 FAKE_KEY = "sk-test-SECRET123"
@@ -56,42 +53,6 @@ INTERPENETRATING = (SCRIPTS / "broken_interpenetrating.py").read_text()
 ALREADY_SOLVED = (SCRIPTS / "broken_already_solved.py").read_text()
 
 
-def fenced(language: str, body: str) -> str:
-    return f"Here you go.\n```{language}\n{body.rstrip()}\n```\n"
-
-
-APPROVE = fenced("json", '{"approve": true, "issues": []}')
-
-
-class ScriptedChatModel(BaseChatModel):
-    """Answers each agent role from its own list (the last answer repeats) and records every prompt."""
-
-    answers: dict[str, list[str]]
-    model_name: str = "scripted-model"
-    _prompts: dict[str, list[list[BaseMessage]]] = PrivateAttr(default_factory=dict)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    @property
-    def prompts(self) -> dict[str, list[list[BaseMessage]]]:
-        return self._prompts
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        role = read_request_block(messages)["role"]
-        asked = self._prompts.setdefault(role, [])
-        asked.append(list(messages))
-        script = self.answers[role]
-        text = script[min(len(asked), len(script)) - 1]
-        usage = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200}
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text, usage_metadata=usage))])
 
 
 @pytest.fixture(scope="module")

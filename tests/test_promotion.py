@@ -26,7 +26,6 @@ from scenario_lib.store import (
 )
 from tests.test_store import InjectedCrash, crash_before_call, make_scenario_folder
 
-pytest_plugins = ["tests.conftest_s3"]
 
 
 def stage_run(

@@ -33,7 +33,6 @@ from scenario_lib.store import (
 )
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server, closed_port
 
-pytest_plugins = ["tests.conftest_s3"]
 
 
 def make_scenario_folder(root: Path, *, tag: str = "v1", extra: dict[str, bytes] | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Pytest plugin with S3 fixtures; enable with ``pytest_plugins = ["tests.conftest_s3"]`` in a test module.
+"""S3 fixtures, made available to every test module by tests/conftest.py.
 
 `dataset_store` runs a test once per backend: a local folder (``file``) and a fresh bucket on a real
 S3-protocol server (``s3``, moto on 127.0.0.1).

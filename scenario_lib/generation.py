@@ -1,0 +1,501 @@
+"""Generate scenarios: one seed at a time (author → validate → commit to the store), and the run policy.
+
+A *run* asks for ``count`` valid scenarios of a tier and may spend up to ``count + headroom`` seeds on
+them. Seeds are ``base_seed, base_seed + 1, …``; `SeedSchedule` decides which seed starts next (a
+sliding window: a new seed starts only while passed + running < count). Each seed is one agent run
+(`generate_seed`); a passed seed lands in ``staging/{run_id}_{seed}/``, a failed one, with its script
+and report, in ``failures/{run_id}_{seed}_a{attempts}/`` for RL. Both are committed atomically, so a
+re-run of the same run id skips every finished seed (`finished_seeds`).
+
+Orchestrators (the Prefect flow, the CLI) own the parallelism; this module owns what each seed does
+and when a run is done.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from scenario_lib.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest, write_scenario_folder
+from scenario_lib.config import Settings
+from scenario_lib.errors import ConfigError
+from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
+from scenario_lib.store import (
+    FAILURES_PREFIX,
+    STAGING_PREFIX,
+    DatasetStore,
+    commit_scenario,
+    failure_prefix,
+    join_key,
+    list_scenarios,
+    make_scenario_id,
+    parse_scenario_id,
+    run_record_key,
+    staging_prefix,
+    validate_run_id,
+)
+from scenario_lib.tiers import TIER_PRESETS, Tier
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from scenario_lib.validation import Validator
+
+MAX_COUNT = 10_000
+MAX_HEADROOM = 10_000
+
+
+class SeedOutcome(BaseModel):
+    """What one seed of a run produced; crosses process boundaries (Prefect task results)."""
+
+    scenario_id: str
+    seed: int
+    passed: bool
+    stage_reached: str
+    family: str = "unknown"
+    attempts: int = 0
+    verdict: str = ""
+    message: str = ""
+    location: str = ""
+    duration_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    stage_verdicts: dict[str, str] = Field(default_factory=dict)
+    reused: bool = False  # finished by an earlier run of the same run id
+
+
+class StageCount(BaseModel):
+    passed: int = 0
+    failed: int = 0
+
+
+class RunSummary(BaseModel):
+    """A run's result: its request, every seed's outcome and per-stage counts. Stored at ``runs/{run_id}.json``."""
+
+    run_id: str
+    tier: str
+    prompt: str
+    provider: str
+    model: str | None = None
+    count: int
+    base_seed: int
+    headroom: int
+    store_url: str
+    started_at: str
+    finished_at: str = ""
+    duration_s: float = 0.0
+    outcomes: list[SeedOutcome] = Field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(outcome.passed for outcome in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(not outcome.passed for outcome in self.outcomes)
+
+    @property
+    def complete(self) -> bool:
+        return self.passed >= self.count
+
+    def stage_counts(self) -> dict[str, StageCount]:
+        """Per stage: how many seeds passed it and how many failed there (later stages are not counted)."""
+        counts = {stage.value: StageCount() for stage in STAGE_ORDER}
+        for outcome in self.outcomes:
+            for stage, verdict in outcome.stage_verdicts.items():
+                if stage in counts and verdict == Verdict.PASS.value:
+                    counts[stage].passed += 1
+                elif stage in counts and verdict == Verdict.FAIL.value:
+                    counts[stage].failed += 1
+        return counts
+
+    def describe(self) -> str:
+        """One line: passed/asked, seeds used and where the scenarios are."""
+        state = "complete" if self.complete else "INCOMPLETE"
+        return (
+            f"run {self.run_id}: {self.passed}/{self.count} scenarios passed ({state}), {self.failed} failed seeds, "
+            f"{self.duration_s:.1f} s; staged under {self.store_url.rstrip('/')}/{STAGING_PREFIX}/{self.run_id}_*"
+        )
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What a run generates; validated on construction."""
+
+    run_id: str
+    tier: Tier
+    count: int
+    prompt: str | None = None
+    base_seed: int = 0
+    headroom: int | None = None  # extra seeds allowed beyond count; None: as many as count
+
+    def __post_init__(self) -> None:
+        validate_run_id(self.run_id)
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
+            raise ConfigError(f"count must be an integer from 1 to {MAX_COUNT}, got {self.count!r}")
+        if self.headroom is not None and not 0 <= self.headroom <= MAX_HEADROOM:
+            raise ConfigError(f"headroom must be from 0 to {MAX_HEADROOM} extra seeds, got {self.headroom!r}")
+        if not 0 <= self.base_seed < 2**62:
+            raise ConfigError(f"base seed must be from 0 to 2**62, got {self.base_seed!r}")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ConfigError("the prompt is empty: pass some text or leave it out to use the tier's prompt")
+
+    @property
+    def max_seeds(self) -> int:
+        return self.count + (self.count if self.headroom is None else self.headroom)
+
+    @property
+    def effective_prompt(self) -> str:
+        return self.prompt or TIER_PRESETS[self.tier].default_prompt
+
+    def seeds(self) -> range:
+        return range(self.base_seed, self.base_seed + self.max_seeds)
+
+
+@dataclass
+class SeedSchedule:
+    """Which seed to start next: keep ``passed + running < count`` and never exceed ``max_seeds`` seeds."""
+
+    job: GenerationJob
+    finished: dict[int, SeedOutcome] = field(default_factory=dict)
+    running: set[int] = field(default_factory=set)
+
+    @property
+    def passed(self) -> int:
+        return sum(outcome.passed for outcome in self.finished.values())
+
+    def _candidate(self) -> int | None:
+        if self.passed + len(self.running) >= self.job.count:
+            return None
+        return next((s for s in self.job.seeds() if s not in self.finished and s not in self.running), None)
+
+    def next_seed(self) -> int | None:
+        """Claim the next seed to start now, or None (enough passed or running, or the headroom is spent)."""
+        seed = self._candidate()
+        if seed is not None:
+            self.running.add(seed)
+        return seed
+
+    def record(self, outcome: SeedOutcome) -> None:
+        self.running.discard(outcome.seed)
+        self.finished[outcome.seed] = outcome
+
+    @property
+    def done(self) -> bool:
+        """Nothing is running and nothing more may start."""
+        return not self.running and self._candidate() is None
+
+    def outcomes(self) -> list[SeedOutcome]:
+        return [self.finished[seed] for seed in sorted(self.finished)]
+
+
+@dataclass(frozen=True)
+class GenerationContext:
+    """Everything a seed needs besides its number: the store, the validator, the model, tracing."""
+
+    store: DatasetStore
+    validator: Validator
+    chat_model: BaseChatModel
+    provider: str
+    model: str | None
+    max_attempts: int = 4
+    render_preview: bool = True
+    tracer_provider: TracerProvider | None = None
+    capture_content: bool = True
+    secrets: Sequence[str] = ()
+
+
+def open_store(settings: Settings) -> DatasetStore:
+    """The dataset store the settings point at (raises `StoreError` when it cannot be reached)."""
+    store = settings.store
+    return DatasetStore.from_url(
+        store.url,
+        endpoint_url=store.endpoint_url,
+        access_key=store.access_key.get_secret_value() if store.access_key else None,
+        secret_key=store.secret_key.get_secret_value() if store.secret_key else None,
+    )
+
+
+def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
+    """A validator with its own sandbox pool, configured from settings; the caller closes ``validator.pool``."""
+    from scenario_lib.sandbox import SandboxLimits, SandboxPool
+    from scenario_lib.validation import HarnessConfig, Validator
+
+    sandbox = settings.sandbox
+    pool = SandboxPool(
+        workers=sandbox.workers,
+        limits=SandboxLimits(
+            memory_mb=sandbox.memory_limit_mb,
+            cpu_s=sandbox.cpu_limit_s,
+            wall_s=sandbox.wall_limit_s,
+            max_output_mb=sandbox.max_output_mb,
+        ),
+        mode=sandbox.mode,
+        hidden_paths=hidden_paths,
+    )
+    validation = settings.validation
+    config = HarnessConfig(
+        seeds=seeds or validation.seeds,
+        scale_low=validation.scale_low,
+        scale_high=validation.scale_high,
+        sim_duration_s=validation.sim_duration_s,
+        mjcf_schema_path=validation.mjcf_schema_path,
+        decomposition_cache_dir=validation.decomposition_cache_dir,
+    )
+    return Validator(pool, config)
+
+
+@contextmanager
+def open_generation_context(settings: Settings) -> Iterator[GenerationContext]:
+    """Open the store, the sandbox pool, the chat model and tracing from settings; close them on exit."""
+    from scenario_lib.providers import make_chat_model
+    from scenario_lib.tracing import configure_tracing
+
+    store = open_store(settings)
+    llm = settings.llm
+    secrets = [
+        secret.get_secret_value()
+        for secret in (llm.api_key, settings.store.secret_key, settings.store.access_key)
+        if secret is not None
+    ]
+    chat_model = make_chat_model(llm)
+    # The sandbox must not read other scenarios (or their traces) of a local store.
+    hidden = [str(store.local_root)] if store.local_root is not None else []
+    validator = make_validator(settings, hidden_paths=hidden)
+    tracer_provider = configure_tracing(settings.tracing, store_root=store.url, secrets=secrets)
+    try:
+        yield GenerationContext(
+            store=store,
+            validator=validator,
+            chat_model=chat_model,
+            provider=llm.provider.value,
+            model=llm.model,
+            max_attempts=llm.max_attempts,
+            render_preview=settings.validation.render_preview,
+            tracer_provider=tracer_provider,
+            capture_content=settings.tracing.capture_content,
+            secrets=secrets,
+        )
+    finally:
+        validator.pool.close()
+        tracer_provider.shutdown()
+
+
+def _stage_verdicts(report: ValidationReport) -> dict[str, str]:
+    """Per stage, the worst verdict over the harness seeds (fail beats pass beats skipped)."""
+    rank = {Verdict.FAIL: 2, Verdict.PASS: 1, Verdict.SKIPPED: 0}
+    worst: dict[Stage, Verdict] = {}
+    for seed_report in report.seeds:
+        for result in seed_report.stages:
+            if rank[result.verdict] > rank[worst.get(result.stage, Verdict.SKIPPED)]:
+                worst[result.stage] = result.verdict
+    return {stage.value: worst.get(stage, Verdict.SKIPPED).value for stage in STAGE_ORDER}
+
+
+def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
+    """Seeds of ``run_id`` that an earlier try already committed, passed or failed."""
+    validate_run_id(run_id)
+    found: dict[int, SeedOutcome] = {}
+    for prefix in (FAILURES_PREFIX, STAGING_PREFIX):  # staging last: a pass wins over an earlier failure
+        for name in list_scenarios(store, prefix):
+            scenario_id = name.rsplit("_a", 1)[0] if prefix == FAILURES_PREFIX else name
+            try:
+                owner, seed = parse_scenario_id(scenario_id)
+            except ConfigError:
+                continue
+            if owner != run_id:
+                continue
+            folder = join_key(prefix, name)
+            manifest = ScenarioManifest.model_validate_json(store.read_bytes(join_key(folder, MANIFEST_FILE)))
+            report = ValidationReport.model_validate_json(store.read_bytes(join_key(folder, REPORT_FILE)))
+            found[seed] = SeedOutcome(
+                scenario_id=scenario_id,
+                seed=seed,
+                passed=manifest.passed,
+                stage_reached=manifest.stage_reached,
+                family=manifest.family,
+                attempts=manifest.attempt,
+                verdict="accepted" if manifest.passed else "failed",
+                location=store.url_for(folder),
+                stage_verdicts=_stage_verdicts(report),
+                reused=True,
+            )
+    return found
+
+
+def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> SeedOutcome:
+    """Author and validate one seed's scenario and commit it to staging (passed) or failures (failed).
+
+    Exceptions that are not a verdict (store unreachable, sandbox broken, provider down) propagate, so
+    the orchestrator can retry the seed; nothing half-written is visible.
+    """
+    from scenario_lib.agent import GenerationRequest, run_agent
+
+    started = time.perf_counter()
+    scenario_id = make_scenario_id(job.run_id, seed)
+    outcome = run_agent(
+        GenerationRequest(
+            tier=job.tier, prompt=job.prompt, seed=seed, provider=context.provider, model=context.model
+        ),
+        validator=context.validator,
+        chat_model=context.chat_model,
+        max_attempts=context.max_attempts,
+        tracer_provider=context.tracer_provider,
+        capture_content=context.capture_content,
+        render_preview=context.render_preview,
+        secrets=context.secrets,
+    )
+    attempts = len(outcome.attempts)
+    if outcome.report is None or outcome.seed_validation is None:
+        # The reviewer rejected every attempt: nothing was validated, so there is nothing to store.
+        return SeedOutcome(
+            scenario_id=scenario_id,
+            seed=seed,
+            passed=False,
+            stage_reached="review",
+            attempts=attempts,
+            verdict=outcome.verdict.value,
+            message=outcome.message,
+            duration_s=round(time.perf_counter() - started, 3),
+            input_tokens=outcome.usage.input_tokens,
+            output_tokens=outcome.usage.output_tokens,
+            cost_usd=outcome.usage.cost_usd,
+        )
+    destination = staging_prefix(scenario_id) if outcome.accepted else failure_prefix(scenario_id, attempts)
+    with tempfile.TemporaryDirectory(prefix="scenario-") as folder:
+        manifest = write_scenario_folder(
+            Path(folder) / scenario_id,
+            scenario_id=scenario_id,
+            tier=job.tier.value,
+            prompt=job.effective_prompt,
+            author=f"{context.provider}:{context.model or 'default'}",
+            source=outcome.source,
+            report=outcome.report,
+            result=outcome.seed_validation,
+            attempt=attempts,
+        )
+        commit_scenario(context.store, Path(folder) / scenario_id, destination)
+    return SeedOutcome(
+        scenario_id=scenario_id,
+        seed=seed,
+        passed=outcome.accepted,
+        stage_reached=manifest.stage_reached,
+        family=manifest.family,
+        attempts=attempts,
+        verdict=outcome.verdict.value,
+        message=outcome.message,
+        location=context.store.url_for(destination),
+        duration_s=round(time.perf_counter() - started, 3),
+        input_tokens=outcome.usage.input_tokens,
+        output_tokens=outcome.usage.output_tokens,
+        cost_usd=outcome.usage.cost_usd,
+        stage_verdicts=_stage_verdicts(outcome.report),
+    )
+
+
+def run_generation(
+    context: GenerationContext,
+    job: GenerationJob,
+    *,
+    max_concurrency: int = 4,
+    on_outcome: Callable[[SeedOutcome, SeedSchedule], None] | None = None,
+) -> RunSummary:
+    """Run ``job`` in this process with up to ``max_concurrency`` seeds at once; store and return its summary.
+
+    Seeds an earlier run of the same run id finished are reused, not redone. The Prefect flow drives
+    the same `SeedSchedule` with Prefect tasks instead of threads.
+    """
+    if not 1 <= max_concurrency <= 64:
+        raise ConfigError(f"max concurrency must be from 1 to 64, got {max_concurrency}")
+    started = time.perf_counter()
+    summary = start_summary(job, context)
+    schedule = SeedSchedule(job, finished=finished_seeds(context.store, job.run_id))
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="seed") as executor:
+        running: dict[Future[SeedOutcome], int] = {}
+        while True:
+            while len(running) < max_concurrency and (seed := schedule.next_seed()) is not None:
+                running[executor.submit(generate_seed, context, job, seed)] = seed
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                outcome = future.result()  # an error (store down, sandbox broken) ends the run
+                schedule.record(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome, schedule)
+    summary = summary.model_copy(
+        update={
+            "outcomes": schedule.outcomes(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - started, 3),
+        }
+    )
+    write_run_record(context.store, summary)
+    return summary
+
+
+def new_run_id(tier: Tier) -> str:
+    """A sortable, unique run id such as ``tier1-20261123-101501-3f2a``."""
+    import secrets
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{tier.value.replace('_', '-')}-{stamp}-{secrets.token_hex(2)}"
+
+
+def start_summary(job: GenerationJob, context: GenerationContext) -> RunSummary:
+    return RunSummary(
+        run_id=job.run_id,
+        tier=job.tier.value,
+        prompt=job.effective_prompt,
+        provider=context.provider,
+        model=context.model,
+        count=job.count,
+        base_seed=job.base_seed,
+        headroom=job.max_seeds - job.count,
+        store_url=context.store.url,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def write_run_record(store: DatasetStore, summary: RunSummary) -> str:
+    """Store the run summary at ``runs/{run_id}.json``; returns its URL."""
+    key = run_record_key(summary.run_id)
+    store.write_bytes(key, summary.model_dump_json(indent=2).encode())
+    return store.url_for(key)
+
+
+def read_run_record(store: DatasetStore, run_id: str) -> RunSummary:
+    """The stored summary of ``run_id`` (`ObjectNotFoundError` when there is none)."""
+    return RunSummary.model_validate_json(store.read_bytes(run_record_key(run_id)))
+
+
+__all__ = [
+    "GenerationContext",
+    "GenerationJob",
+    "RunSummary",
+    "SeedOutcome",
+    "SeedSchedule",
+    "StageCount",
+    "finished_seeds",
+    "generate_seed",
+    "make_validator",
+    "new_run_id",
+    "open_generation_context",
+    "open_store",
+    "read_run_record",
+    "run_generation",
+    "start_summary",
+    "write_run_record",
+]

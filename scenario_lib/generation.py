@@ -13,8 +13,10 @@ and when a run is done.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -26,12 +28,13 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from scenario_lib.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest, write_scenario_folder
-from scenario_lib.config import Settings
+from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
 from scenario_lib.store import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
+    TRACES_PREFIX,
     DatasetStore,
     commit_scenario,
     failure_prefix,
@@ -257,8 +260,12 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
 
 
 @contextmanager
-def open_generation_context(settings: Settings) -> Iterator[GenerationContext]:
-    """Open the store, the sandbox pool, the chat model and tracing from settings; close them on exit."""
+def open_generation_context(settings: Settings, *, trace_label: str = "spans") -> Iterator[GenerationContext]:
+    """Open the store, the sandbox pool, the chat model and tracing from settings; close them on exit.
+
+    With the file exporter, the spans of everything run in the context land in the store as
+    ``traces/{trace_label}-….jsonl`` when it closes (e.g. label it with the run id).
+    """
     from scenario_lib.providers import make_chat_model
     from scenario_lib.tracing import configure_tracing
 
@@ -273,7 +280,13 @@ def open_generation_context(settings: Settings) -> Iterator[GenerationContext]:
     # The sandbox must not read other scenarios (or their traces) of a local store.
     hidden = [str(store.local_root)] if store.local_root is not None else []
     validator = make_validator(settings, hidden_paths=hidden)
-    tracer_provider = configure_tracing(settings.tracing, store_root=store.url, secrets=secrets)
+    # Spans are spooled to a local file and stored under traces/ when the context closes: one path
+    # for a local folder and S3, which cannot append.
+    spool_dir = Path(tempfile.mkdtemp(prefix="scenario-traces-"))
+    tracing = settings.tracing
+    if tracing.exporter is TraceExporter.FILE:
+        tracing = tracing.model_copy(update={"file_path": str(spool_dir / "spans.jsonl")})
+    tracer_provider = configure_tracing(tracing, secrets=secrets)
     try:
         yield GenerationContext(
             store=store,
@@ -290,6 +303,18 @@ def open_generation_context(settings: Settings) -> Iterator[GenerationContext]:
     finally:
         validator.pool.close()
         tracer_provider.shutdown()
+        store_spans(store, spool_dir / "spans.jsonl", label=trace_label)
+        shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+def store_spans(store: DatasetStore, span_file: Path, *, label: str) -> str | None:
+    """Copy a spooled span file to ``traces/{label}-{time}-{random}.jsonl``; returns its key (None if empty)."""
+    if not span_file.is_file() or span_file.stat().st_size == 0:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    key = join_key(TRACES_PREFIX, f"{label}-{stamp}-{uuid.uuid4().hex[:8]}.jsonl")
+    store.write_bytes(key, span_file.read_bytes())
+    return key
 
 
 def _stage_verdicts(report: ValidationReport) -> dict[str, str]:
@@ -497,5 +522,6 @@ __all__ = [
     "read_run_record",
     "run_generation",
     "start_summary",
+    "store_spans",
     "write_run_record",
 ]

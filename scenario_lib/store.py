@@ -45,6 +45,7 @@ STAGING_PREFIX = "staging"
 FAILURES_PREFIX = "failures"
 RUNS_PREFIX = "runs"
 BENCHMARKS_PREFIX = "benchmarks"
+TRACES_PREFIX = "traces"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCENARIO_ID_RE = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<seed>[0-9]{1,19})$")
@@ -813,6 +814,7 @@ __all__ = [
     "RUNS_PREFIX",
     "STAGING_PREFIX",
     "StoreBackend",
+    "TRACES_PREFIX",
     "benchmark_entries_prefix",
     "benchmark_entry_key",
     "benchmark_manifest_key",

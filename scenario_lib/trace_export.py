@@ -20,6 +20,7 @@ The Parquet parts load with ``datasets.load_dataset("parquet", data_files=".../c
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from scenario_lib.errors import ConfigError
+from scenario_lib.store import TRACES_PREFIX, DatasetStore
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,
@@ -320,3 +322,16 @@ def export_traces(
         preference_pairs=len(pairs),
         files=files,
     )
+
+
+def export_store_traces(
+    store: DatasetStore, out_dir: str | Path, formats: Sequence[ExportFormat] = ALL_FORMATS
+) -> ExportSummary:
+    """Export every span file under the store's ``traces/`` (local folder or S3) to datasets under ``out_dir``."""
+    with tempfile.TemporaryDirectory(prefix="scenario-spans-") as folder:
+        if not store.get_prefix(TRACES_PREFIX, Path(folder)):
+            raise ConfigError(
+                f"no traces in {store.url_for(TRACES_PREFIX)}: generate scenarios first "
+                "(with tracing.exporter = 'file', the default)"
+            )
+        return export_traces([folder], out_dir, formats)

@@ -148,3 +148,19 @@ def test_failed_seeds_are_kept_under_failures_and_the_run_says_it_fell_short(tmp
     assert "INCOMPLETE" in summary.describe()
     # The failures count as finished: a resumed run does not redo them.
     assert sorted(finished_seeds(store, "bad-run")) == [0, 1]
+
+
+def test_a_context_stores_its_spans_under_traces_and_they_export(tmp_path: Path) -> None:
+    from scenario_lib.generation import open_generation_context
+    from scenario_lib.trace_export import export_store_traces, read_calls
+
+    settings = load_settings(store={"url": f"file://{tmp_path / 'store'}"}, validation={"seeds": 2})
+    with open_generation_context(settings, trace_label="traced-run") as context:
+        run_generation(context, GenerationJob(run_id="traced-run", tier=Tier.TEST_DUMMY, count=1))
+        store = context.store
+
+    span_files = store.list_files("traces")
+    assert len(span_files) == 1 and span_files[0].startswith("traces/traced-run-")
+    summary = export_store_traces(store, tmp_path / "export")
+    calls = read_calls(tmp_path / "export")
+    assert summary is not None and {row["role"] for row in calls} >= {"planner", "coder"}

@@ -1,0 +1,800 @@
+"""Analysis of generation runs: yield per stage and per group, cost per accepted scenario, coverage, diversity.
+
+Input is what runs store: `RunSummary` records (one `SeedOutcome` per seed) and, per scenario, the facts
+read from its folder (`ScenarioFacts`: family, drawn parameters, time per validation stage). The
+computing functions are pure; `load_runs` and `load_scenario_facts` are the only ones that read the store.
+
+Definitions used throughout:
+
+- *yield* of a group: accepted seeds / seeds; *stage yield*: seeds that passed a stage / seeds that
+  reached it (the review stage counts seeds whose code the reviewer rejected on every attempt);
+- *per accepted scenario* (attempts, time, tokens, cost): the total spent on every seed of the group,
+  failed ones included, divided by the accepted seeds. Seeds reused from an interrupted earlier try of a
+  run carry no time or tokens, so they are left out of the time/token/cost figures (both sides);
+- *coverage* of a parameter: the share of 10 equal bins, spanning the values every scenario of the family
+  drew (failed ones included), that hold at least one accepted scenario;
+- *diversity* of the accepted set: the mean pairwise distance between accepted scenarios, where two
+  scenarios of different families are 1 apart and two of one family are the RMS over their parameters
+  of the relative difference ``|a - b| / (|a| + |b|)`` (0..1); plus the normalised entropy of the
+  family mix (0: one family, 1: every family the tiers offer equally often).
+
+`compare_groups` tests whether groups (providers/models, temperatures, experiments) differ on their
+per-seed outcomes: Kruskal-Wallis across all groups and Mann-Whitney U for every pair (two-sided,
+scipy). scipy and matplotlib are imported only when called.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from scenario_lib.errors import ConfigError
+from scenario_lib.report import STAGE_ORDER, Verdict
+from scenario_lib.tiers import TIER_PRESETS, Tier
+
+if TYPE_CHECKING:
+    from scenario_lib.generation import RunSummary, SeedOutcome
+    from scenario_lib.store import DatasetStore
+
+COVERAGE_BINS = 10
+REVIEW_STAGE = "review"
+COMPARED_METRICS: tuple[str, ...] = ("passed", "stages_passed", "attempts", "duration_s", "tokens")
+_MEASURED_METRICS = frozenset({"duration_s", "tokens"})  # not recorded for reused seeds
+
+
+# --- inputs ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A run to analyse, with what a batch knows about it (temperature and experiment)."""
+
+    summary: RunSummary
+    batch: str = ""
+    experiment: str = ""
+    temperature: float | None = None
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.summary.provider}:{self.summary.model or 'default'}"
+
+
+@dataclass(frozen=True)
+class ScenarioFacts:
+    """What a stored scenario folder says about one seed."""
+
+    scenario_id: str
+    family: str
+    passed: bool
+    parameters: Mapping[str, float] = field(default_factory=dict)
+    stage_time_s: Mapping[str, float] = field(default_factory=dict)
+
+
+class GroupBy(str, Enum):
+    """How `compare_groups` splits seeds into groups."""
+
+    MODEL = "model"  # provider:model
+    PROVIDER = "provider"
+    TEMPERATURE = "temperature"
+    EXPERIMENT = "experiment"
+
+
+def group_key(run: RunInput, by: GroupBy) -> str:
+    if by is GroupBy.MODEL:
+        return run.model_key
+    if by is GroupBy.PROVIDER:
+        return run.summary.provider
+    if by is GroupBy.TEMPERATURE:
+        return "unknown" if run.temperature is None else f"{run.temperature:g}"
+    return run.experiment or run.summary.run_id
+
+
+# --- reading the store ----------------------------------------------------------------------------------
+
+
+def load_runs(store: DatasetStore, refs: Sequence[str] = ()) -> list[RunInput]:
+    """The runs ``refs`` name (run ids or batch names; a batch stands for all its runs); none: every run."""
+    from scenario_lib.batch import BATCHES_PREFIX, iter_batch_runs
+    from scenario_lib.generation import read_run_record
+    from scenario_lib.store import RUNS_PREFIX, ObjectNotFoundError
+
+    def stored_names(prefix: str) -> list[str]:
+        return [key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list_files(prefix, recursive=False)]
+
+    if not refs:
+        refs = stored_names(RUNS_PREFIX)
+        if not refs:
+            raise ConfigError(f"no runs in {store.url_for(RUNS_PREFIX)}: generate some first (scenarios generate)")
+    batches = set(stored_names(BATCHES_PREFIX))
+    runs: list[RunInput] = []
+    seen: set[str] = set()
+    for ref in refs:
+        if ref in batches:
+            for unit, summary in iter_batch_runs(store, ref):
+                if summary.run_id not in seen:
+                    seen.add(summary.run_id)
+                    runs.append(RunInput(summary, batch=ref, experiment=unit.experiment, temperature=unit.temperature))
+            continue
+        try:
+            summary = read_run_record(store, ref)
+        except (ObjectNotFoundError, ConfigError):
+            known = sorted(stored_names(RUNS_PREFIX))[-10:]
+            raise ConfigError(
+                f"{ref!r} is neither a run nor a batch in {store.describe()}; runs: {', '.join(known) or 'none'}; "
+                f"batches: {', '.join(sorted(batches)) or 'none'}"
+            ) from None
+        if summary.run_id not in seen:
+            seen.add(summary.run_id)
+            runs.append(RunInput(summary))
+    if not runs:
+        raise ConfigError(f"no finished runs under {', '.join(refs)}: a batch lists its runs once they start")
+    return runs
+
+
+def scenario_folders(store: DatasetStore) -> dict[str, str]:
+    """Where each scenario's folder is now: staging, failures or a benchmark (after promotion)."""
+    from scenario_lib.store import (
+        BENCHMARKS_PREFIX,
+        COMMIT_MARKER,
+        FAILURES_PREFIX,
+        STAGING_PREFIX,
+        join_key,
+        list_scenarios,
+    )
+
+    folders: dict[str, str] = {}
+    for name in list_scenarios(store, FAILURES_PREFIX):
+        folders[name.rsplit("_a", 1)[0]] = join_key(FAILURES_PREFIX, name)
+    for key in store.list_files(BENCHMARKS_PREFIX):
+        parts = key.split("/")
+        if len(parts) == 4 and parts[3] == COMMIT_MARKER:
+            folders[parts[2]] = "/".join(parts[:3])
+    for name in list_scenarios(store, STAGING_PREFIX):
+        folders[name] = join_key(STAGING_PREFIX, name)
+    return folders
+
+
+def load_scenario_facts(store: DatasetStore, runs: Sequence[RunInput]) -> dict[str, ScenarioFacts]:
+    """Facts of every stored scenario of ``runs`` (seeds rejected in review have no folder and no facts)."""
+    from scenario_lib.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest
+    from scenario_lib.report import ValidationReport
+    from scenario_lib.store import ObjectNotFoundError, join_key
+
+    wanted = {outcome.scenario_id for run in runs for outcome in run.summary.outcomes}
+    facts: dict[str, ScenarioFacts] = {}
+    for scenario_id, folder in scenario_folders(store).items():
+        if scenario_id not in wanted:
+            continue
+        try:
+            manifest = ScenarioManifest.model_validate_json(store.read_bytes(join_key(folder, MANIFEST_FILE)))
+            report = ValidationReport.model_validate_json(store.read_bytes(join_key(folder, REPORT_FILE)))
+        except ObjectNotFoundError:
+            continue
+        times: dict[str, float] = defaultdict(float)
+        for seed_report in report.seeds:
+            for result in seed_report.stages:
+                if result.verdict is not Verdict.SKIPPED:
+                    times[result.stage.value] += result.duration_s
+        facts[scenario_id] = ScenarioFacts(
+            scenario_id=scenario_id,
+            family=manifest.family,
+            passed=manifest.passed,
+            parameters=dict(manifest.parameters),
+            stage_time_s=dict(times),
+        )
+    return facts
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+class StageYield(BaseModel):
+    stage: str
+    reached: int
+    passed: int
+    failed: int
+    yield_rate: float | None = Field(description="passed / reached")
+    cumulative_rate: float | None = Field(description="passed / all seeds")
+
+
+class GroupStats(BaseModel):
+    key: str
+    runs: int = 0
+    seeds: int
+    accepted: int
+    yield_rate: float | None
+    attempts_per_accepted: float | None
+    time_per_accepted_s: float | None
+    tokens_per_accepted: float | None
+    cost_per_accepted_usd: float | None
+
+
+class StageTime(BaseModel):
+    stage: str
+    scenarios: int
+    mean_s: float
+    total_s: float
+
+
+class ParameterCoverage(BaseModel):
+    family: str
+    parameter: str
+    accepted: int
+    low: float
+    high: float
+    bins_filled: int
+    bins: int
+    coverage: float
+
+
+class Diversity(BaseModel):
+    accepted: int
+    families: int
+    family_entropy: float = Field(description="Shannon entropy of the family mix / log(families the tiers offer)")
+    mean_pairwise_distance: float
+    per_family: dict[str, float] = Field(default_factory=dict)
+
+
+class AnalysisReport(BaseModel):
+    runs: list[str]
+    seeds: int
+    accepted: int
+    yield_rate: float | None
+    stages: list[StageYield]
+    by_tier: list[GroupStats]
+    by_family: list[GroupStats]
+    by_model: list[GroupStats]
+    by_temperature: list[GroupStats] = Field(default_factory=list)
+    by_experiment: list[GroupStats] = Field(default_factory=list)
+    stage_times: list[StageTime] = Field(default_factory=list)
+    coverage: list[ParameterCoverage] = Field(default_factory=list)
+    diversity: Diversity
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 6) if denominator else None
+
+
+def _outcomes(runs: Sequence[RunInput]) -> list[tuple[RunInput, SeedOutcome]]:
+    return [(run, outcome) for run in runs for outcome in run.summary.outcomes]
+
+
+def group_stats(key: str, pairs: Sequence[tuple[RunInput, SeedOutcome]]) -> GroupStats:
+    """Yield and cost per accepted scenario of one group of seeds (see the module docstring)."""
+    outcomes = [outcome for _, outcome in pairs]
+    accepted = sum(outcome.passed for outcome in outcomes)
+    measured = [outcome for outcome in outcomes if not outcome.reused]
+    measured_accepted = sum(outcome.passed for outcome in measured)
+    costs = [outcome.cost_usd for outcome in measured]
+    return GroupStats(
+        key=key,
+        runs=len({run.summary.run_id for run, _ in pairs}),
+        seeds=len(outcomes),
+        accepted=accepted,
+        yield_rate=_ratio(accepted, len(outcomes)),
+        attempts_per_accepted=_ratio(sum(outcome.attempts for outcome in outcomes), accepted),
+        time_per_accepted_s=_ratio(sum(outcome.duration_s for outcome in measured), measured_accepted),
+        tokens_per_accepted=_ratio(
+            sum(outcome.input_tokens + outcome.output_tokens for outcome in measured), measured_accepted
+        ),
+        cost_per_accepted_usd=(
+            None if any(cost is None for cost in costs) else _ratio(sum(c or 0.0 for c in costs), measured_accepted)
+        ),
+    )
+
+
+def _grouped(
+    pairs: Sequence[tuple[RunInput, SeedOutcome]], key: Callable[[RunInput, SeedOutcome], str]
+) -> list[GroupStats]:
+    groups: dict[str, list[tuple[RunInput, SeedOutcome]]] = defaultdict(list)
+    for run, outcome in pairs:
+        groups[key(run, outcome)].append((run, outcome))
+    return [group_stats(name, members) for name, members in sorted(groups.items())]
+
+
+def stage_yields(outcomes: Sequence[SeedOutcome]) -> list[StageYield]:
+    """Per stage, from review to task: seeds that reached it, passed it and failed there."""
+    total = len(outcomes)
+    rejected = sum(outcome.stage_reached == REVIEW_STAGE and not outcome.stage_verdicts for outcome in outcomes)
+    rows = [
+        StageYield(
+            stage=REVIEW_STAGE,
+            reached=total,
+            passed=total - rejected,
+            failed=rejected,
+            yield_rate=_ratio(total - rejected, total),
+            cumulative_rate=_ratio(total - rejected, total),
+        )
+    ]
+    for stage in STAGE_ORDER:
+        verdicts = [outcome.stage_verdicts.get(stage.value) for outcome in outcomes]
+        passed = verdicts.count(Verdict.PASS.value)
+        failed = verdicts.count(Verdict.FAIL.value)
+        rows.append(
+            StageYield(
+                stage=stage.value,
+                reached=passed + failed,
+                passed=passed,
+                failed=failed,
+                yield_rate=_ratio(passed, passed + failed),
+                cumulative_rate=_ratio(passed, total),
+            )
+        )
+    return rows
+
+
+def stage_times(facts: Mapping[str, ScenarioFacts]) -> list[StageTime]:
+    rows = []
+    for stage in STAGE_ORDER:
+        times = [fact.stage_time_s[stage.value] for fact in facts.values() if stage.value in fact.stage_time_s]
+        rows.append(
+            StageTime(
+                stage=stage.value,
+                scenarios=len(times),
+                mean_s=round(sum(times) / len(times), 6) if times else 0.0,
+                total_s=round(sum(times), 6),
+            )
+        )
+    return rows
+
+
+def parameter_coverage(facts: Mapping[str, ScenarioFacts], bins: int = COVERAGE_BINS) -> list[ParameterCoverage]:
+    """Per family and parameter, how much of the explored range the accepted scenarios fill."""
+    by_family: dict[str, list[ScenarioFacts]] = defaultdict(list)
+    for fact in facts.values():
+        by_family[fact.family].append(fact)
+    rows = []
+    for family, members in sorted(by_family.items()):
+        names = sorted({name for fact in members for name in fact.parameters})
+        for name in names:
+            values = [fact.parameters[name] for fact in members if name in fact.parameters]
+            accepted = [fact.parameters[name] for fact in members if fact.passed and name in fact.parameters]
+            low, high = min(values), max(values)
+            if high - low <= 1e-12 * max(1.0, abs(high)):
+                filled, count = (1 if accepted else 0), 1
+            else:
+                count = bins
+                filled = len({min(bins - 1, int((value - low) / (high - low) * bins)) for value in accepted})
+            rows.append(
+                ParameterCoverage(
+                    family=family,
+                    parameter=name,
+                    accepted=len(accepted),
+                    low=low,
+                    high=high,
+                    bins_filled=filled,
+                    bins=count,
+                    coverage=round(filled / count, 6),
+                )
+            )
+    return rows
+
+
+def _family_distances(members: Sequence[ScenarioFacts]) -> tuple[float, int]:
+    """(sum of pairwise distances, number of pairs) within one family.
+
+    Per parameter the distance is the relative difference ``|a - b| / (|a| + |b|)`` (0..1, scale-free:
+    millimetres and ratios weigh alike, and adding scenarios does not change a pair's distance); a
+    parameter only one of the two has counts 1. A pair's distance is the RMS over the parameters.
+    """
+    import numpy as np
+
+    count = len(members)
+    if count < 2:
+        return 0.0, 0
+    names = sorted({name for fact in members for name in fact.parameters})
+    if not names:
+        return 0.0, math.comb(count, 2)
+    matrix = np.array([[fact.parameters.get(name, np.nan) for name in names] for fact in members], dtype=float)
+    total = 0.0
+    for index in range(count - 1):
+        row, rest = matrix[index], matrix[index + 1 :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.abs(row) + np.abs(rest)
+            parts = np.where(scale > 0, np.abs(row - rest) / np.where(scale > 0, scale, 1.0), 0.0)
+        parts = np.where(np.isnan(row) ^ np.isnan(rest), 1.0, parts)  # only one of the pair has it
+        parts = np.where(np.isnan(row) & np.isnan(rest), 0.0, parts)
+        total += float(np.sqrt(np.mean(parts**2, axis=1)).sum())
+    return total, math.comb(count, 2)
+
+
+def diversity(facts: Sequence[ScenarioFacts], tiers: Sequence[str] = ()) -> Diversity:
+    """Diversity of accepted scenarios (see the module docstring); ``tiers`` bound the family entropy."""
+    accepted = [fact for fact in facts if fact.passed]
+    by_family: dict[str, list[ScenarioFacts]] = defaultdict(list)
+    for fact in accepted:
+        by_family[fact.family].append(fact)
+    known_tiers = {tier.value: tier for tier in Tier}
+    offered = {family for name in tiers if name in known_tiers for family in TIER_PRESETS[known_tiers[name]].families}
+    offered |= set(by_family)
+    shares = [len(members) / len(accepted) for members in by_family.values()] if accepted else []
+    entropy = -sum(share * math.log(share) for share in shares if share > 0)
+    normalised_entropy = entropy / math.log(len(offered)) if len(offered) > 1 else 0.0
+    per_family: dict[str, float] = {}
+    within_sum, within_pairs = 0.0, 0
+    for family, members in sorted(by_family.items()):
+        total, pairs = _family_distances(members)
+        per_family[family] = round(total / pairs, 6) if pairs else 0.0
+        within_sum += total
+        within_pairs += pairs
+    all_pairs = math.comb(len(accepted), 2)
+    cross_pairs = all_pairs - within_pairs  # pairs from two families: distance 1
+    mean = (within_sum + cross_pairs) / all_pairs if all_pairs else 0.0
+    return Diversity(
+        accepted=len(accepted),
+        families=len(by_family),
+        family_entropy=round(normalised_entropy, 6),
+        mean_pairwise_distance=round(mean, 6),
+        per_family=per_family,
+    )
+
+
+def analyze_runs(runs: Sequence[RunInput], facts: Mapping[str, ScenarioFacts] | None = None) -> AnalysisReport:
+    """The full analysis of ``runs``; ``facts`` (from `load_scenario_facts`) add stage times, coverage, diversity."""
+    if not runs:
+        raise ConfigError("nothing to analyse: pass at least one run")
+    facts = facts or {}
+    pairs = _outcomes(runs)
+    outcomes = [outcome for _, outcome in pairs]
+    accepted = sum(outcome.passed for outcome in outcomes)
+    wanted = {outcome.scenario_id for outcome in outcomes}
+    own_facts = {sid: fact for sid, fact in facts.items() if sid in wanted}
+    batch_runs = any(run.batch for run in runs)
+    return AnalysisReport(
+        runs=[run.summary.run_id for run in runs],
+        seeds=len(outcomes),
+        accepted=accepted,
+        yield_rate=_ratio(accepted, len(outcomes)),
+        stages=stage_yields(outcomes),
+        by_tier=_grouped(pairs, lambda run, _: run.summary.tier),
+        by_family=_grouped(pairs, lambda _, outcome: outcome.family),
+        by_model=_grouped(pairs, lambda run, _: run.model_key),
+        by_temperature=_grouped(pairs, lambda run, _: group_key(run, GroupBy.TEMPERATURE)) if batch_runs else [],
+        by_experiment=_grouped(pairs, lambda run, _: group_key(run, GroupBy.EXPERIMENT)) if batch_runs else [],
+        stage_times=stage_times(own_facts),
+        coverage=parameter_coverage(own_facts),
+        diversity=diversity(list(own_facts.values()), tiers=sorted({run.summary.tier for run in runs})),
+    )
+
+
+# --- comparison -----------------------------------------------------------------------------------------
+
+
+class MetricTest(BaseModel):
+    metric: str
+    test: str  # "kruskal" or "mannwhitneyu"
+    groups: list[str]
+    statistic: float | None
+    p_value: float | None
+    note: str = ""
+
+
+class Comparison(BaseModel):
+    tier: str
+    by: GroupBy
+    groups: list[GroupStats]
+    tests: list[MetricTest]
+
+
+def seed_metric(outcome: SeedOutcome, metric: str) -> float:
+    """One per-seed outcome as a number: passed (0/1), stages passed (0-5), attempts, seconds, tokens."""
+    if metric == "passed":
+        return float(outcome.passed)
+    if metric == "stages_passed":
+        return float(sum(verdict == Verdict.PASS.value for verdict in outcome.stage_verdicts.values()))
+    if metric == "attempts":
+        return float(outcome.attempts)
+    if metric == "duration_s":
+        return outcome.duration_s
+    if metric == "tokens":
+        return float(outcome.input_tokens + outcome.output_tokens)
+    raise ConfigError(f"unknown metric {metric!r}; metrics are {', '.join(COMPARED_METRICS)}")
+
+
+def _test(metric: str, name: str, samples: Mapping[str, list[float]]) -> MetricTest:
+    from scipy import stats
+
+    groups = list(samples)
+    values = [value for sample in samples.values() for value in sample]
+    if any(not sample for sample in samples.values()):
+        return MetricTest(
+            metric=metric, test=name, groups=groups, statistic=None, p_value=None, note="a group has no data"
+        )
+    if len(set(values)) <= 1:
+        return MetricTest(
+            metric=metric, test=name, groups=groups, statistic=None, p_value=None, note="all values are equal"
+        )
+    if name == "kruskal":
+        result = stats.kruskal(*samples.values())
+    else:
+        first, second = samples.values()
+        result = stats.mannwhitneyu(first, second, alternative="two-sided")
+    statistic, p_value = float(result.statistic), float(result.pvalue)
+    return MetricTest(
+        metric=metric,
+        test=name,
+        groups=groups,
+        statistic=None if math.isnan(statistic) else round(statistic, 6),
+        p_value=None if math.isnan(p_value) else round(p_value, 6),
+    )
+
+
+def compare_groups(
+    runs: Sequence[RunInput],
+    by: GroupBy = GroupBy.MODEL,
+    *,
+    tier: str | None = None,
+    metrics: Sequence[str] = COMPARED_METRICS,
+) -> list[Comparison]:
+    """Per tier (or only ``tier``) with two groups or more: the groups side by side and their tests."""
+    per_tier: dict[str, dict[str, list[tuple[RunInput, SeedOutcome]]]] = defaultdict(lambda: defaultdict(list))
+    for run, outcome in _outcomes(runs):
+        if tier is None or run.summary.tier == tier:
+            per_tier[run.summary.tier][group_key(run, by)].append((run, outcome))
+    comparisons = []
+    for tier_name, groups in sorted(per_tier.items()):
+        if len(groups) < 2:
+            continue
+        names = sorted(groups)
+        tests: list[MetricTest] = []
+        for metric in metrics:
+            samples = {
+                name: [
+                    seed_metric(outcome, metric)
+                    for _, outcome in groups[name]
+                    if not (metric in _MEASURED_METRICS and outcome.reused)
+                ]
+                for name in names
+            }
+            tests.append(_test(metric, "kruskal", samples))
+            for first, second in itertools.combinations(names, 2):
+                tests.append(_test(metric, "mannwhitneyu", {first: samples[first], second: samples[second]}))
+        comparisons.append(
+            Comparison(
+                tier=tier_name,
+                by=by,
+                groups=[group_stats(name, groups[name]) for name in names],
+                tests=tests,
+            )
+        )
+    return comparisons
+
+
+# --- tables and plots -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A titled table of plain values, rendered as Rich, Markdown or CSV by the caller."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def to_markdown(self) -> str:
+        def cell(value: Any) -> str:
+            return format_value(value).replace("|", "\\|")
+
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        lines.extend("| " + " | ".join(cell(value) for value in row) + " |" for row in self.rows)
+        return "\n".join(lines) + "\n"
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def tables_to_csv(tables: Sequence[TableData]) -> str:
+    """One long CSV: ``table, row, column, value`` per cell, so tables of different shapes fit one file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["table", "row", "column", "value"])
+    for table in tables:
+        for row in table.rows:
+            for column, value in zip(table.columns[1:], row[1:]):
+                writer.writerow([table.title, row[0], column, "" if value is None else value])
+    return buffer.getvalue()
+
+
+_GROUP_COLUMNS = (
+    "group",
+    "runs",
+    "seeds",
+    "accepted",
+    "yield",
+    "attempts/accepted",
+    "s/accepted",
+    "tokens/accepted",
+    "USD/accepted",
+)
+
+
+def _group_rows(groups: Sequence[GroupStats]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(
+        (
+            group.key,
+            group.runs,
+            group.seeds,
+            group.accepted,
+            group.yield_rate,
+            group.attempts_per_accepted,
+            group.time_per_accepted_s,
+            group.tokens_per_accepted,
+            group.cost_per_accepted_usd,
+        )
+        for group in groups
+    )
+
+
+def report_tables(report: AnalysisReport) -> list[TableData]:
+    """The report as tables: overview, stages, groups, stage times, coverage and diversity."""
+    tables = [
+        TableData(
+            "Overview",
+            ("measure", "value"),
+            (
+                ("runs", len(report.runs)),
+                ("seeds", report.seeds),
+                ("accepted", report.accepted),
+                ("yield", report.yield_rate),
+                ("diversity (mean pairwise distance)", report.diversity.mean_pairwise_distance),
+                ("family entropy", report.diversity.family_entropy),
+            ),
+        ),
+        TableData(
+            "Yield per stage",
+            ("stage", "reached", "passed", "failed", "yield", "cumulative"),
+            tuple((s.stage, s.reached, s.passed, s.failed, s.yield_rate, s.cumulative_rate) for s in report.stages),
+        ),
+        TableData("Per tier", _GROUP_COLUMNS, _group_rows(report.by_tier)),
+        TableData("Per family", _GROUP_COLUMNS, _group_rows(report.by_family)),
+        TableData("Per provider:model", _GROUP_COLUMNS, _group_rows(report.by_model)),
+    ]
+    if report.by_temperature:
+        tables.append(TableData("Per temperature", _GROUP_COLUMNS, _group_rows(report.by_temperature)))
+    if report.by_experiment:
+        tables.append(TableData("Per experiment", _GROUP_COLUMNS, _group_rows(report.by_experiment)))
+    if report.stage_times:
+        tables.append(
+            TableData(
+                "Validation time per stage",
+                ("stage", "scenarios", "mean s", "total s"),
+                tuple((t.stage, t.scenarios, t.mean_s, t.total_s) for t in report.stage_times),
+            )
+        )
+    if report.coverage:
+        tables.append(
+            TableData(
+                "Parameter coverage",
+                ("family/parameter", "accepted", "low", "high", "bins filled", "coverage"),
+                tuple(
+                    (f"{c.family}/{c.parameter}", c.accepted, c.low, c.high, f"{c.bins_filled}/{c.bins}", c.coverage)
+                    for c in report.coverage
+                ),
+            )
+        )
+    tables.append(
+        TableData(
+            "Diversity per family",
+            ("family", "mean pairwise distance"),
+            tuple(sorted(report.diversity.per_family.items())),
+        )
+    )
+    return tables
+
+
+def comparison_tables(comparisons: Sequence[Comparison]) -> list[TableData]:
+    tables = []
+    for comparison in comparisons:
+        tables.append(
+            TableData(f"{comparison.tier}: per {comparison.by.value}", _GROUP_COLUMNS, _group_rows(comparison.groups))
+        )
+        tables.append(
+            TableData(
+                f"{comparison.tier}: tests",
+                ("metric", "test", "groups", "statistic", "p-value", "note"),
+                tuple(
+                    (test.metric, test.test, " vs ".join(test.groups), test.statistic, test.p_value, test.note)
+                    for test in comparison.tests
+                ),
+            )
+        )
+    return tables
+
+
+def write_plots(report: AnalysisReport, folder: Path) -> list[Path]:
+    """PNG charts of ``report`` in ``folder``: yield by stage, time per stage, diversity per family."""
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.subplots()
+    stages = [row.stage for row in report.stages]
+    axes.bar(stages, [row.passed for row in report.stages], label="passed", color="tab:green")
+    axes.bar(
+        stages,
+        [row.failed for row in report.stages],
+        bottom=[row.passed for row in report.stages],
+        label="failed",
+        color="tab:red",
+    )
+    axes.set_ylabel("seeds")
+    axes.set_title(f"Yield by stage ({report.accepted}/{report.seeds} seeds accepted)")
+    axes.legend()
+    path = folder / "yield_by_stage.png"
+    figure.savefig(path, dpi=100)
+    written.append(path)
+
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.subplots()
+    axes.bar([row.stage for row in report.stage_times], [row.mean_s for row in report.stage_times], color="tab:blue")
+    axes.set_ylabel("mean seconds per scenario (all harness seeds)")
+    axes.set_title("Validation time per stage")
+    path = folder / "time_per_stage.png"
+    figure.savefig(path, dpi=100)
+    written.append(path)
+
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.subplots()
+    families = sorted(report.diversity.per_family)
+    axes.bar(families or ["(none)"], [report.diversity.per_family[f] for f in families] or [0.0], color="tab:purple")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("mean pairwise parameter distance")
+    axes.set_title(
+        f"Diversity: {report.diversity.mean_pairwise_distance:.2f} overall, "
+        f"family entropy {report.diversity.family_entropy:.2f}"
+    )
+    path = folder / "diversity.png"
+    figure.savefig(path, dpi=100)
+    written.append(path)
+    return written
+
+
+__all__ = [
+    "AnalysisReport",
+    "COMPARED_METRICS",
+    "Comparison",
+    "Diversity",
+    "GroupBy",
+    "GroupStats",
+    "MetricTest",
+    "ParameterCoverage",
+    "RunInput",
+    "ScenarioFacts",
+    "StageTime",
+    "StageYield",
+    "TableData",
+    "analyze_runs",
+    "compare_groups",
+    "comparison_tables",
+    "diversity",
+    "format_value",
+    "group_stats",
+    "load_runs",
+    "load_scenario_facts",
+    "parameter_coverage",
+    "report_tables",
+    "scenario_folders",
+    "seed_metric",
+    "stage_times",
+    "stage_yields",
+    "tables_to_csv",
+    "write_plots",
+]

@@ -26,3 +26,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache
+
+# The local stack (scripts/stack.sh): Prefect server, process worker and SeaweedFS on 127.0.0.1, state in .state/.
+.PHONY: demo down
+demo: $(STAMP)
+	bash scripts/stack.sh demo
+
+down:
+	bash scripts/stack.sh down

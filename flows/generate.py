@@ -1,0 +1,247 @@
+"""The ``generate`` flow: a run of seeds, each one Prefect task (author → validate → commit to the store).
+
+Parallelism: the flow keeps up to ``max_concurrency`` seed tasks submitted (the `SeedSchedule` sliding
+window) on a 4-thread task runner, and every task holds one slot of the global concurrency limit
+``scenario-generation`` (4 slots, created by ``scripts/stack.sh up``) while it generates, so at most 4
+seeds run at once across all runs and workers. The limit is acquired strictly: a missing limit fails
+the run instead of silently running unlimited.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import TaskRun
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
+from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+from prefect.states import Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from scenario_lib.errors import ConfigError, SandboxError, ScenarioError, StoreError
+from scenario_lib.generation import (
+    GenerationContext,
+    GenerationJob,
+    SeedSchedule,
+    finished_seeds,
+    generate_seed,
+    open_generation_context,
+    start_summary,
+    write_run_record,
+)
+from scenario_lib.store import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
+from scenario_lib.tiers import resolve_tier
+
+from flows.artifacts import publish_generation
+from flows.parameters import settings_for
+from flows.results import GenerationResult, SeedRun
+from flows.telemetry import install_tracer_provider, store_process_spans
+
+GENERATION_LIMIT = "scenario-generation"
+GENERATION_SLOTS = 4
+PROGRESS_KEY = "generation-progress"
+
+# A worker's flow-run process imports this module before Prefect opens the flow-run span: installing
+# the tracer provider now makes that span, the task spans and the agent's spans one trace.
+install_tracer_provider()
+
+
+def _is_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a seed only for errors a retry can fix: the store or the sandbox failing, I/O errors."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if isinstance(error, ConfigError):
+        return False
+    return isinstance(error, StoreError | SandboxError | OSError | TimeoutError)
+
+
+@task(
+    name="generate-seed",
+    task_run_name="seed-{seed}",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=_is_transient,
+    cache_policy=NO_CACHE,
+)
+def generate_seed_task(context: GenerationContext, job: GenerationJob, seed: int) -> SeedRun:
+    """Generate one seed while holding one slot of the global generation limit."""
+    with concurrency(GENERATION_LIMIT, occupy=1, strict=True):
+        acquired = datetime.now(timezone.utc)
+        outcome = generate_seed(context, job, seed)
+        released = datetime.now(timezone.utc)
+    return SeedRun(outcome=outcome, slot_acquired_at=acquired, slot_released_at=released)
+
+
+def require_generation_limit(name: str = GENERATION_LIMIT) -> None:
+    """Fail fast, with the fix, when the global concurrency limit is missing or disabled."""
+    with get_client(sync_client=True) as client:
+        try:
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound as err:
+            raise ConfigError(
+                f"the global concurrency limit {name!r} does not exist on the Prefect server, so generation "
+                f"cannot be capped at {GENERATION_SLOTS} seeds at once; create it with "
+                f"`prefect gcl create {name} --limit {GENERATION_SLOTS}` (scripts/stack.sh up does)"
+            ) from err
+    if not limit.active:
+        raise ConfigError(
+            f"the global concurrency limit {name!r} is disabled, so it would not cap generation; "
+            f"enable it with `prefect gcl enable {name}`"
+        )
+
+
+def _default_run_id() -> str:
+    """A run id fixed by this flow run (its start time and id), so a retry of the flow run resumes it."""
+    parameters = flow_run.parameters or {}
+    if parameters.get("run_id"):
+        return str(parameters["run_id"])
+    try:
+        slug = resolve_tier(str(parameters.get("tier", ""))).value.replace("_", "-")
+    except ConfigError:
+        slug = "run"  # the flow body reports the bad tier; a name must not fail
+    started = flow_run.scheduled_start_time or datetime.now(timezone.utc)
+    return f"{slug}-{started:%Y%m%d-%H%M%S}-{str(flow_run.id or '')[:6] or 'local'}"
+
+
+def _drive(
+    context: GenerationContext, job: GenerationJob, max_concurrency: int, progress_id: Any
+) -> tuple[SeedSchedule, dict[int, SeedRun], list[tuple[int, BaseException]]]:
+    """Run the seed window on Prefect tasks until the run is done or a seed fails for good."""
+    logger = get_run_logger()
+    schedule = SeedSchedule(job, finished=finished_seeds(context.store, job.run_id))
+    runs = {seed: SeedRun(outcome=outcome) for seed, outcome in schedule.finished.items()}
+    if runs:
+        logger.info("resuming run %s: %d seeds already finished", job.run_id, len(runs))
+    errors: list[tuple[int, BaseException]] = []
+    running: dict[PrefectFuture[SeedRun], int] = {}
+    while True:
+        # After a seed failed for good no new seed starts; the running ones finish and are recorded.
+        while not errors and len(running) < max_concurrency and (seed := schedule.next_seed()) is not None:
+            # quote(): Prefect hands these over as they are instead of walking and copying them.
+            future = generate_seed_task.submit(quote(context), quote(job), seed)  # type: ignore[call-overload]
+            running[future] = seed
+        if not running:
+            break
+        future = next(as_completed(list(running)))
+        seed = running.pop(future)
+        try:
+            seed_run = future.result()
+        except Exception as err:  # noqa: BLE001 - every failure is reported after the running seeds end
+            schedule.running.discard(seed)
+            errors.append((seed, err))
+            logger.error("seed %d failed after its retries: %s: %s", seed, type(err).__name__, err)
+            continue
+        schedule.record(seed_run.outcome)
+        runs[seed] = seed_run
+        outcome = seed_run.outcome
+        logger.info(
+            "seed %d %s at %s (%d attempts, %.1f s); %d/%d passed",
+            seed, "passed" if outcome.passed else "failed", outcome.stage_reached, outcome.attempts,
+            outcome.duration_s, schedule.passed, job.count,
+        )  # fmt: skip
+        update_progress_artifact(progress_id, min(100.0, 100.0 * schedule.passed / job.count))
+    return schedule, runs, errors
+
+
+@flow(
+    name="generate",
+    flow_run_name=_default_run_id,
+    task_runner=ThreadPoolTaskRunner(max_workers=GENERATION_SLOTS),  # type: ignore[arg-type]  # Prefect's generics
+    validate_parameters=True,
+)
+def generate(
+    tier: str = "test_dummy",
+    count: int = 10,
+    prompt: str | None = None,
+    base_seed: int = 0,
+    headroom: int | None = None,
+    provider: str | None = None,
+    store_url: str | None = None,
+    max_concurrency: int = GENERATION_SLOTS,
+    run_id: str | None = None,
+) -> GenerationResult:
+    """Generate ``count`` valid scenarios of ``tier`` into ``staging/{run_id}_{seed}/`` of the store.
+
+    Seeds ``base_seed, base_seed + 1, …`` are tried until ``count`` pass or ``count + headroom`` seeds
+    were spent (headroom defaults to ``count``). Failed seeds are kept under ``failures/`` with their
+    reports. ``provider`` and ``store_url`` override the worker's settings; ``run_id`` resumes a run.
+    The flow run fails when fewer than ``count`` passed, naming how to continue.
+    """
+    started = time.perf_counter()
+    logger = get_run_logger()
+    settings = settings_for(store_url=store_url, provider=provider)
+    job = GenerationJob(
+        run_id=validate_run_id(run_id or _default_run_id()),
+        tier=resolve_tier(tier),
+        count=count,
+        prompt=prompt,
+        base_seed=base_seed,
+        headroom=headroom,
+    )
+    if not 1 <= max_concurrency <= GENERATION_SLOTS:
+        raise ConfigError(
+            f"max_concurrency must be from 1 to {GENERATION_SLOTS} (the slots of the global limit "
+            f"{GENERATION_LIMIT!r}), got {max_concurrency}"
+        )
+    require_generation_limit()
+    progress_id = create_progress_artifact(
+        progress=0.0, key=PROGRESS_KEY, description=f"Scenarios passed in run {job.run_id}"
+    )
+    with open_generation_context(settings, trace_label=job.run_id) as context:
+        logger.info(
+            "run %s: %d %s scenarios, up to %d seeds, %d at once, store %s",
+            job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),
+        )  # fmt: skip
+        summary = start_summary(job, context)
+        schedule, runs, errors = _drive(context, job, max_concurrency, progress_id)
+        summary = summary.model_copy(
+            update={
+                "outcomes": schedule.outcomes(),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "duration_s": round(time.perf_counter() - started, 3),
+            }
+        )
+        record_url = write_run_record(context.store, summary)
+        result = GenerationResult(
+            run_id=job.run_id,
+            tier=job.tier.value,
+            count=job.count,
+            passed=summary.passed,
+            failed=summary.failed,
+            complete=summary.complete,
+            duration_s=summary.duration_s,
+            stage_counts=summary.stage_counts(),
+            staging_url=context.store.url_for(STAGING_PREFIX),
+            failures_url=context.store.url_for(FAILURES_PREFIX),
+            run_record_url=record_url,
+            seeds=[runs[seed] for seed in sorted(runs)],
+        )
+        publish_generation(result, context.store)
+        store_process_spans(context.store, label=f"prefect-{job.run_id}")
+    logger.info(result.describe())
+    if errors:
+        seed, error = errors[0]
+        kind = type(error) if isinstance(error, ScenarioError) else ScenarioError
+        raise kind(
+            f"run {job.run_id} stopped: seed {seed} failed after its retries with {type(error).__name__}: {error}. "
+            f"{result.passed} scenarios are staged; fix the cause and re-run with run_id={job.run_id} to resume"
+        ) from error
+    if not result.complete:
+        return Failed(  # type: ignore[return-value]
+            message=(
+                f"{result.describe()}: the headroom of {job.max_seeds - job.count} extra seeds is spent; "
+                f"re-run with run_id={job.run_id} and a larger headroom to continue"
+            ),
+            data=result,
+        )
+    return result
+
+
+__all__ = ["GENERATION_LIMIT", "GENERATION_SLOTS", "generate", "generate_seed_task", "require_generation_limit"]

@@ -1,0 +1,38 @@
+"""The ``promote`` flow: move staged scenarios (a run, or given ids) into ``benchmarks/{dest}/`` with its manifest.
+
+A thin wrapper of `scenario_lib.promotion.promote`, which is crash-safe and idempotent: an unknown run
+or scenario id, or a ``dest`` that is not a plain name (``../x``), fails the flow run with the library's
+message; scenarios promoted before are reported as already present.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from scenario_lib import promotion
+from scenario_lib.generation import open_store
+from scenario_lib.promotion import PromotionResult
+
+from flows.artifacts import publish_promotion
+from flows.parameters import settings_for
+
+
+@flow(name="promote", validate_parameters=True)
+def promote(
+    dest: str = "default",
+    run_id: str | None = None,
+    scenario_ids: list[str] | None = None,
+    store_url: str | None = None,
+) -> PromotionResult:
+    """Promote every staged scenario of ``run_id``, or the ``scenario_ids``, into the benchmark ``dest``."""
+    store = open_store(settings_for(store_url=store_url))
+    result = promotion.promote(store, scenario_ids, run_id=run_id, dest=dest)
+    get_run_logger().info(
+        "promoted %d into %s (%d already there); manifest %s lists %d scenarios",
+        len(result.promoted), result.dest, len(result.already_present), result.manifest_url, result.entry_count,
+    )  # fmt: skip
+    publish_promotion(result)
+    return result
+
+
+__all__ = ["promote"]

@@ -72,6 +72,21 @@ def test_generate_test_dummy_then_promote_through_the_deployments(prefect_stack:
         assert task_span.parent_span_id == flow_span_id and task_span.trace_id == agent.trace_id
 
 
+def test_the_cli_generates_through_the_deployment(prefect_stack: LocalStack) -> None:  # noqa: F811
+    """`scenarios generate --via-deployment` runs generate/test_dummy on the worker and reads the run back."""
+    stack = prefect_stack
+    done = stack.run(
+        str(Path(".venv/bin/scenarios")), "generate", "--tier", "test_dummy", "--count", "1",
+        "--run-id", "cli-e2e", "--via-deployment", timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "cli-e2e" in done.stdout
+    store = stack.store()
+    assert [sid for sid in list_scenarios(store, "staging") if sid.startswith("cli-e2e_")] == ["cli-e2e_0"]
+    record = json.loads(store.read_bytes("runs/cli-e2e.json"))
+    assert record["run_id"] == "cli-e2e" and [o["passed"] for o in record["outcomes"]] == [True]
+
+
 @pytest.mark.slow
 def test_two_deployment_runs_share_the_four_generation_slots(prefect_stack: LocalStack) -> None:  # noqa: F811
     """Two flow-run processes at once, 4 seeds each: never more than 4 seeds generate at the same time."""

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test system-deps stress bench clean
+.PHONY: install test system-deps stress bench bench-throughput clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/install-system-deps.sh
@@ -23,6 +23,10 @@ stress: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/validation_bench.py
+
+# Issue 6's throughput bars, end to end on its own stack (~10 min; --series 10,100 or --sustained-count to shorten).
+bench-throughput: $(STAMP)
+	$(PY) bench/throughput_bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache

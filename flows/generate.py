@@ -10,29 +10,30 @@ the run instead of silently running unlimited.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import TaskRun
-from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from scenario_lib.errors import ConfigError, SandboxError, ScenarioError, StoreError
+from scenario_lib.config import Settings
+from scenario_lib.errors import ConfigError, ScenarioError
 from scenario_lib.generation import (
     GenerationContext,
     GenerationJob,
     SeedSchedule,
     finished_seeds,
-    generate_seed,
     open_generation_context,
     start_summary,
     write_run_record,
@@ -43,40 +44,15 @@ from scenario_lib.tiers import resolve_tier
 from flows.artifacts import publish_generation
 from flows.parameters import settings_for
 from flows.results import GenerationResult, SeedRun
+from flows.seeds import GENERATION_LIMIT, GENERATION_SLOTS, WorkerContext, generate_seed_task
+from flows.seeds import is_transient as _is_transient
 from flows.telemetry import install_tracer_provider, store_process_spans
 
-GENERATION_LIMIT = "scenario-generation"
-GENERATION_SLOTS = 4
 PROGRESS_KEY = "generation-progress"
 
 # A worker's flow-run process imports this module before Prefect opens the flow-run span: installing
 # the tracer provider now makes that span, the task spans and the agent's spans one trace.
 install_tracer_provider()
-
-
-def _is_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry a seed only for errors a retry can fix: the store or the sandbox failing, I/O errors."""
-    error = state.data if isinstance(state.data, BaseException) else None
-    if isinstance(error, ConfigError):
-        return False
-    return isinstance(error, StoreError | SandboxError | OSError | TimeoutError)
-
-
-@task(
-    name="generate-seed",
-    task_run_name="seed-{seed}",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=_is_transient,
-    cache_policy=NO_CACHE,
-)
-def generate_seed_task(context: GenerationContext, job: GenerationJob, seed: int) -> SeedRun:
-    """Generate one seed while holding one slot of the global generation limit."""
-    with concurrency(GENERATION_LIMIT, occupy=1, strict=True):
-        acquired = datetime.now(timezone.utc)
-        outcome = generate_seed(context, job, seed)
-        released = datetime.now(timezone.utc)
-    return SeedRun(outcome=outcome, slot_acquired_at=acquired, slot_released_at=released)
 
 
 def require_generation_limit(name: str = GENERATION_LIMIT) -> None:
@@ -110,8 +86,54 @@ def _default_run_id() -> str:
     return f"{slug}-{started:%Y%m%d-%H%M%S}-{str(flow_run.id or '')[:6] or 'local'}"
 
 
+class TaskRunnerKind(str, Enum):
+    """Where the seed tasks run: threads of the flow-run process, or a Dask cluster."""
+
+    THREAD = "thread"
+    DASK = "dask"
+
+
+@dataclass(frozen=True)
+class DaskOptions:
+    """The ``dask`` runner's cluster: a temporary LocalCluster of ``workers`` processes, or ``address``."""
+
+    address: str | None = None
+    workers: int = 2
+    threads_per_worker: int = 2
+
+
+@contextmanager
+def _seed_submitter(
+    kind: TaskRunnerKind, context: GenerationContext, settings: Settings, job: GenerationJob, dask: DaskOptions
+) -> Iterator[Callable[[int], PrefectFuture[SeedRun]]]:
+    """A function that submits one seed's task on the chosen runner (a Dask cluster lives as long as this)."""
+    if kind is TaskRunnerKind.THREAD:
+        # quote(): Prefect hands these over as they are instead of walking and copying them.
+        yield lambda seed: generate_seed_task.submit(quote(context), quote(job), seed)  # type: ignore[call-overload,no-any-return]
+        return
+    from prefect_dask import DaskTaskRunner
+
+    runner = (
+        DaskTaskRunner(address=dask.address)
+        if dask.address
+        else DaskTaskRunner(
+            # processes: each Dask worker has its own GIL and opens its own sandbox pool (see flows/seeds.py).
+            cluster_kwargs={"n_workers": dask.workers, "threads_per_worker": dask.threads_per_worker, "processes": True}
+        )
+    )
+    worker_context = WorkerContext(settings=settings, trace_label=job.run_id)
+    with runner:
+        yield lambda seed: runner.submit(  # type: ignore[return-value]
+            generate_seed_task, parameters={"context": worker_context, "job": job, "seed": seed}
+        )
+
+
 def _drive(
-    context: GenerationContext, job: GenerationJob, max_concurrency: int, progress_id: Any
+    submit: Callable[[int], PrefectFuture[SeedRun]],
+    context: GenerationContext,
+    job: GenerationJob,
+    max_concurrency: int,
+    progress_id: Any,
 ) -> tuple[SeedSchedule, dict[int, SeedRun], list[tuple[int, BaseException]]]:
     """Run the seed window on Prefect tasks until the run is done or a seed fails for good."""
     logger = get_run_logger()
@@ -124,9 +146,7 @@ def _drive(
     while True:
         # After a seed failed for good no new seed starts; the running ones finish and are recorded.
         while not errors and len(running) < max_concurrency and (seed := schedule.next_seed()) is not None:
-            # quote(): Prefect hands these over as they are instead of walking and copying them.
-            future = generate_seed_task.submit(quote(context), quote(job), seed)  # type: ignore[call-overload]
-            running[future] = seed
+            running[submit(seed)] = seed
         if not running:
             break
         future = next(as_completed(list(running)))
@@ -166,6 +186,9 @@ def generate(
     store_url: str | None = None,
     max_concurrency: int = GENERATION_SLOTS,
     run_id: str | None = None,
+    task_runner: TaskRunnerKind = TaskRunnerKind.THREAD,
+    dask_address: str | None = None,
+    dask_workers: int = 2,
 ) -> GenerationResult:
     """Generate ``count`` valid scenarios of ``tier`` into ``staging/{run_id}_{seed}/`` of the store.
 
@@ -173,6 +196,11 @@ def generate(
     were spent (headroom defaults to ``count``). Failed seeds are kept under ``failures/`` with their
     reports. ``provider`` and ``store_url`` override the worker's settings; ``run_id`` resumes a run.
     The flow run fails when fewer than ``count`` passed, naming how to continue.
+
+    ``task_runner="dask"`` runs the seed tasks on a Dask cluster instead of the flow-run process's
+    threads: a temporary LocalCluster of ``dask_workers`` processes, or the scheduler at
+    ``dask_address`` (``tcp://host:8786``). Each Dask worker opens its own sandbox pool; the global
+    concurrency limit still caps the seeds running at once.
     """
     started = time.perf_counter()
     logger = get_run_logger()
@@ -190,6 +218,8 @@ def generate(
             f"max_concurrency must be from 1 to {GENERATION_SLOTS} (the slots of the global limit "
             f"{GENERATION_LIMIT!r}), got {max_concurrency}"
         )
+    if not 1 <= dask_workers <= 64:
+        raise ConfigError(f"dask_workers must be from 1 to 64, got {dask_workers}")
     require_generation_limit()
     progress_id = create_progress_artifact(
         progress=0.0, key=PROGRESS_KEY, description=f"Scenarios passed in run {job.run_id}"
@@ -200,7 +230,9 @@ def generate(
             job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),
         )  # fmt: skip
         summary = start_summary(job, context)
-        schedule, runs, errors = _drive(context, job, max_concurrency, progress_id)
+        dask = DaskOptions(address=dask_address, workers=dask_workers)
+        with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask) as submit:
+            schedule, runs, errors = _drive(submit, context, job, max_concurrency, progress_id)
         summary = summary.model_copy(
             update={
                 "outcomes": schedule.outcomes(),
@@ -244,4 +276,11 @@ def generate(
     return result
 
 
-__all__ = ["GENERATION_LIMIT", "GENERATION_SLOTS", "generate", "generate_seed_task", "require_generation_limit"]
+__all__ = [
+    "GENERATION_LIMIT",
+    "GENERATION_SLOTS",
+    "TaskRunnerKind",
+    "generate",
+    "generate_seed_task",
+    "require_generation_limit",
+]

@@ -345,8 +345,9 @@ def _scripted_seeds(outcomes: dict[int, Exception | bool]) -> Any:
 
 def test_generate_fails_when_the_headroom_is_spent(prefect_api: None, flow_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.generate
+    import flows.seeds
 
-    monkeypatch.setattr(flows.generate, "generate_seed", _scripted_seeds({1: False, 2: False}))
+    monkeypatch.setattr(flows.seeds, "generate_seed", _scripted_seeds({1: False, 2: False}))
     state = flows.generate.generate(tier="test_dummy", count=2, headroom=1, run_id="spent-1", return_state=True)
     assert state.is_failed()
     assert "1/2 scenarios passed (INCOMPLETE)" in (state.message or "")
@@ -357,10 +358,11 @@ def test_a_seed_that_keeps_failing_stops_the_run_and_says_how_to_resume(
     prefect_api: None, flow_env: Path, local_store: DatasetStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import flows.generate
+    import flows.seeds
     from scenario_lib.errors import ConfigError
 
     # A ConfigError is not retried (a retry would not fix it), so the failure branch is reached at once.
-    monkeypatch.setattr(flows.generate, "generate_seed", _scripted_seeds({1: ConfigError("broken seed")}))
+    monkeypatch.setattr(flows.seeds, "generate_seed", _scripted_seeds({1: ConfigError("broken seed")}))
     state = flows.generate.generate(tier="test_dummy", count=3, max_concurrency=1, run_id="stops-1", return_state=True)
     assert state.is_failed()
     assert "seed 1 failed after its retries with ConfigError: broken seed" in (state.message or "")

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
+import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -94,7 +96,7 @@ def assemble_mjcf(scenario: Scenario, hull_counts: Mapping[str, int]) -> str:
     bodies = {body.name: body for body in scenario.bodies}
     children = _children_by_parent(scenario)
     lines: list[str] = [
-        f"<mujoco model={quoteattr(scenario.family)}>",
+        f"<mujoco model={quoteattr(_xml_chars(scenario.family))}>",
         '  <compiler angle="degree" eulerseq="xyz" inertiafromgeom="true" autolimits="true"/>',
         f'  <option timestep="{_num(scenario.timestep_s)}" gravity="0 0 {_num(-GRAVITY_M_S2)}">',
         '    <flag energy="enable"/>',
@@ -140,6 +142,11 @@ def assemble_mjcf(scenario: Scenario, hull_counts: Mapping[str, int]) -> str:
     return "\n".join(lines)
 
 
+# lxml schemas are not thread-safe: building two at once fails inside libxml2, and one schema's
+# error_log is shared by concurrent validate() calls. Validation takes ~0.1 ms, so serialize it.
+_SCHEMA_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_schema(xsd_path: str) -> object:
     from lxml import etree
@@ -154,15 +161,16 @@ def check_schema(xml: str, xsd_path: Path) -> list[str]:
     """Validate MJCF text against MuJoCo's ``mjcf.xsd``; return errors as ``line N: message``."""
     from lxml import etree
 
-    schema = _load_schema(str(Path(xsd_path).resolve()))
-    assert isinstance(schema, etree.XMLSchema)
     try:
         document = etree.fromstring(xml.encode("utf-8"))
     except etree.XMLSyntaxError as err:
         return [f"line {err.lineno}: XML syntax error: {err.msg}"]
-    if schema.validate(document):
-        return []
-    return [f"line {error.line}: {error.message}" for error in schema.error_log]
+    with _SCHEMA_LOCK:
+        schema = _load_schema(str(Path(xsd_path).resolve()))
+        assert isinstance(schema, etree.XMLSchema)
+        if schema.validate(document):
+            return []
+        return [f"line {error.line}: {error.message}" for error in schema.error_log]
 
 
 def compile_mjcf(scene_xml_path: Path) -> mujoco.MjModel:
@@ -230,7 +238,12 @@ def mjcf_stage(
     metrics: dict[str, float | int | bool | str] = {}
     if xsd_path is not None:
         schema_started = time.perf_counter()
-        errors = check_schema(scene_xml_path.read_text(encoding="utf-8"), xsd_path)
+        try:
+            text = scene_xml_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            problem = f"{scene_xml_path.name} is not UTF-8 text ({err}); write the MJCF as UTF-8"
+            return _fail(problem, metrics, started), None
+        errors = check_schema(text, xsd_path)
         metrics["schema_s"] = round(time.perf_counter() - schema_started, 4)
         if errors:
             shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
@@ -458,6 +471,15 @@ def _relative_pose(parent: Pose, child: Pose) -> tuple[npt.NDArray[np.float64], 
     if quat[0] < 0:
         quat = -quat
     return position_m, quat
+
+
+# Characters XML 1.0 cannot hold even escaped (control characters, lone surrogates, U+FFFE/U+FFFF).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_chars(text: str) -> str:
+    """``text`` with every character XML cannot hold replaced by U+FFFD (the family name is free text)."""
+    return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
 def _num(value: float) -> str:

@@ -12,6 +12,7 @@ library, effective whenever ``scenario_lib`` is imported before ``mujoco``. MuJo
 from __future__ import annotations
 
 import io
+import threading
 
 import mujoco
 import numpy as np
@@ -19,6 +20,9 @@ import numpy as np
 from scenario_lib.errors import ScenarioError
 
 HEADLESS_BACKENDS = ("mujoco.egl", "mujoco.osmesa")
+# One render at a time per process: GL contexts made current from several threads at once crashed the
+# process once here (EGL on llvmpipe); a render takes ~50 ms, and seeds render one preview each.
+_RENDER_LOCK = threading.Lock()
 
 
 def gl_backend() -> str:
@@ -61,15 +65,28 @@ def render_preview(
     else:
         target = camera
     options = mujoco.MjvOption()
+    with _RENDER_LOCK:
+        pixels = _render(model, data, target, options, width=width, height=height)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _render(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    target: mujoco.MjvCamera | str,
+    options: mujoco.MjvOption,
+    *,
+    width: int,
+    height: int,
+) -> np.ndarray:
     renderer = mujoco.Renderer(model, height=height, width=width)
     try:
         # Shadows and reflections off: on software GL they cost most of the frame time.
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         renderer.update_scene(data, camera=target, scene_option=options)
-        pixels = np.asarray(renderer.render())
+        return np.asarray(renderer.render())
     finally:
         renderer.close()
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()

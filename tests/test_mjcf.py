@@ -234,3 +234,18 @@ def test_assembly_refuses_inexpressible_scenarios() -> None:
         assemble_mjcf(cycle, {})
     with pytest.raises(MjcfError, match="hull_counts gives 0 pieces"):
         assemble_mjcf(free_child.model_copy(update={"bodies": (Body(name="a"),)}), {})
+
+
+def test_schema_checks_from_many_threads_agree(tmp_path: Path) -> None:
+    """lxml schemas are not thread-safe: parallel seeds once all failed with 'Internal error'."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scenario_lib.mjcf import _load_schema
+
+    _load_schema.cache_clear()
+    good = "<mujoco><worldbody/></mujoco>"
+    bad = "<mujoco><worldbody><body nosuch='1'/></worldbody></mujoco>"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda xml: check_schema(xml, SHARED_XSD), [good, bad] * 40))
+    assert results[0::2] == [[]] * 40
+    assert all(len(errors) == 1 and "nosuch" in errors[0] for errors in results[1::2])

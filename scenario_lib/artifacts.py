@@ -18,8 +18,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from scenario_lib.errors import StoreError
 from scenario_lib.report import ValidationReport
 from scenario_lib.validation import SeedValidation, library_versions
 
@@ -119,6 +120,43 @@ def _file_entries(folder: Path) -> list[FileEntry]:
     return entries
 
 
+def parse_scenario_manifest(data: bytes, *, url: str) -> ScenarioManifest:
+    """Parse the bytes of a scenario folder's ``manifest.json`` read from `url`.
+
+    Raises `StoreError` naming the file and the fix when it is not JSON, not a manifest, or written by a
+    newer scenario_lib (a higher ``format_version``).
+    """
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise StoreError(
+            f"scenario manifest {url} is not valid JSON ({type(err).__name__}: {str(err)[:200]}); restore the folder "
+            "from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
+        ) from err
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if type(version) is int and version > MANIFEST_FORMAT_VERSION:
+        raise StoreError(
+            f"scenario manifest {url} has format_version {version}, newer than this scenario_lib understands "
+            f"({MANIFEST_FORMAT_VERSION}); upgrade scenario_lib to read it"
+        )
+    try:
+        return ScenarioManifest.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise StoreError(
+            f"scenario manifest {url} does not match the manifest format: {first['msg']} at {first['loc']}; restore "
+            "the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
+        ) from err
+
+
 def read_manifest(folder: Path) -> ScenarioManifest:
-    """Read a scenario folder's manifest."""
-    return ScenarioManifest.model_validate(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")))
+    """Read a scenario folder's manifest; `StoreError` if it is missing, corrupt or from a newer format."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise StoreError(
+            f"cannot read {path} ({err.strerror or err}): is {folder} a scenario folder? Every scenario folder holds "
+            f"a {MANIFEST_FILE}"
+        ) from err
+    return parse_scenario_manifest(data, url=f"file://{path.resolve()}")

@@ -30,9 +30,22 @@ def _require_finite(value: float) -> float:
     return value
 
 
+# Lengths, angles, sizes and densities are bounded well beyond any real scene (1e9 mm is 1000 km), so
+# the arithmetic on them (poses, camera framing, MJCF in metres) cannot overflow to inf or NaN.
+MAX_MAGNITUDE = 1e9
+
+
+def _require_plausible(value: float) -> float:
+    _require_finite(value)
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError(f"expected a number within ±{MAX_MAGNITUDE:g} (mm, degrees, kg/m³), got {value!r}")
+    return value
+
+
 Finite = Annotated[float, AfterValidator(_require_finite)]
-Positive = Annotated[float, AfterValidator(_require_finite), Field(gt=0)]
-Vec3 = tuple[Finite, Finite, Finite]
+Bounded = Annotated[float, AfterValidator(_require_plausible)]
+Positive = Annotated[float, AfterValidator(_require_plausible), Field(gt=0)]
+Vec3 = tuple[Bounded, Bounded, Bounded]
 PositiveVec3 = tuple[Positive, Positive, Positive]
 BodyName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")]
 

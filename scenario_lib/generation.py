@@ -25,17 +25,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from scenario_lib.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest, write_scenario_folder
+from scenario_lib.artifacts import (
+    MANIFEST_FILE,
+    REPORT_FILE,
+    ScenarioManifest,
+    parse_scenario_manifest,
+    write_scenario_folder,
+)
 from scenario_lib.config import Settings, TraceExporter
-from scenario_lib.errors import ConfigError
+from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
 from scenario_lib.store import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
     TRACES_PREFIX,
     DatasetStore,
+    ObjectNotFoundError,
     commit_scenario,
     failure_prefix,
     join_key,
@@ -145,12 +152,20 @@ class GenerationJob:
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
+        try:
+            object.__setattr__(self, "tier", Tier(self.tier))  # a plain "tier1" becomes Tier.TIER1
+        except ValueError as err:
+            raise ConfigError(
+                f"unknown tier {self.tier!r}: use one of {', '.join(tier.value for tier in Tier)}"
+            ) from err
         if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
             raise ConfigError(f"count must be an integer from 1 to {MAX_COUNT}, got {self.count!r}")
-        if self.headroom is not None and not 0 <= self.headroom <= MAX_HEADROOM:
+        if self.headroom is not None and (not _is_int(self.headroom) or not 0 <= self.headroom <= MAX_HEADROOM):
             raise ConfigError(f"headroom must be from 0 to {MAX_HEADROOM} extra seeds, got {self.headroom!r}")
-        if not 0 <= self.base_seed < 2**62:
-            raise ConfigError(f"base seed must be from 0 to 2**62, got {self.base_seed!r}")
+        if not _is_int(self.base_seed) or not 0 <= self.base_seed < 2**62:
+            raise ConfigError(f"base seed must be an integer from 0 to 2**62, got {self.base_seed!r}")
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ConfigError(f"the prompt must be text, got {type(self.prompt).__name__}")
         if self.prompt is not None and not self.prompt.strip():
             raise ConfigError("the prompt is empty: pass some text or leave it out to use the tier's prompt")
 
@@ -164,6 +179,10 @@ class GenerationJob:
 
     def seeds(self) -> range:
         return range(self.base_seed, self.base_seed + self.max_seeds)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -342,8 +361,7 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
             if owner != run_id:
                 continue
             folder = join_key(prefix, name)
-            manifest = ScenarioManifest.model_validate_json(store.read_bytes(join_key(folder, MANIFEST_FILE)))
-            report = ValidationReport.model_validate_json(store.read_bytes(join_key(folder, REPORT_FILE)))
+            manifest, report = _read_finished_seed(store, folder)
             found[seed] = SeedOutcome(
                 scenario_id=scenario_id,
                 seed=seed,
@@ -357,6 +375,24 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
                 reused=True,
             )
     return found
+
+
+def _read_finished_seed(store: DatasetStore, folder: str) -> tuple[ScenarioManifest, ValidationReport]:
+    """The manifest and report of a committed scenario folder; `StoreError` naming the file and the fix."""
+    fix = "restore the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
+    manifest_key, report_key = join_key(folder, MANIFEST_FILE), join_key(folder, REPORT_FILE)
+    try:
+        manifest_bytes, report_bytes = store.read_bytes(manifest_key), store.read_bytes(report_key)
+    except ObjectNotFoundError as err:
+        raise StoreError(f"the committed scenario folder {store.url_for(folder)} is incomplete ({err}); {fix}") from err
+    manifest = parse_scenario_manifest(manifest_bytes, url=store.url_for(manifest_key))
+    try:
+        report = ValidationReport.model_validate_json(report_bytes)
+    except ValidationError as err:
+        raise StoreError(
+            f"validation report {store.url_for(report_key)} is corrupt ({err.errors()[0]['msg']}); {fix}"
+        ) from err
+    return manifest, report
 
 
 def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> SeedOutcome:

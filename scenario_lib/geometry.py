@@ -31,8 +31,11 @@ Vec3 = tuple[float, float, float]
 # Binary STL: 80-byte header, uint32 triangle count, then 50 bytes per triangle.
 _STL_HEADER_BYTES = 84
 _STL_TRIANGLE_BYTES = 50
-# The manifold3d status of a mesh that passed every check.
+# The manifold3d status of a mesh that passed every check, and of one manifold3d was not shown.
 MANIFOLD_OK = "NoError"
+MANIFOLD_SKIPPED = "NotChecked"
+# Mesh coordinates (mm) beyond this are refused unread: no real part is a thousand kilometres across.
+MAX_MESH_COORDINATE_MM = 1e9
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class PartCheck:
         """Parse a check that crossed the sandbox boundary, refusing anything not shaped like `to_json`'s output."""
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            # RecursionError: a forged check nested thousands of levels deep.
             raise GeometryError(f"part check is not valid JSON ({err}); the sandbox output is corrupt") from err
         if not isinstance(data, dict) or set(data) != _PART_CHECK_FIELDS:
             raise GeometryError(
@@ -96,18 +100,25 @@ def _expect(data: Mapping[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def _expect_float(data: Mapping[str, Any], key: str) -> float:
-    value = data[key]
+def _as_float(key: str, value: object) -> float:
+    # JSON integers are unbounded: one too large for a float is refused, not an OverflowError.
     if type(value) not in (int, float):
         raise GeometryError(f"part check field {key!r} must be a number, got {value!r:.100}")
-    return float(value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError as err:
+        raise GeometryError(f"part check field {key!r} holds an integer too large for a float") from err
+
+
+def _expect_float(data: Mapping[str, Any], key: str) -> float:
+    return _as_float(key, data[key])
 
 
 def _expect_vec3(data: Mapping[str, Any], key: str) -> Vec3:
     value = data[key]
-    if not isinstance(value, list) or len(value) != 3 or any(type(v) not in (int, float) for v in value):
+    if not isinstance(value, list) or len(value) != 3:
         raise GeometryError(f"part check field {key!r} must be 3 numbers, got {value!r:.100}")
-    return (float(value[0]), float(value[1]), float(value[2]))
+    return (_as_float(key, value[0]), _as_float(key, value[1]), _as_float(key, value[2]))
 
 
 _NAN3: Vec3 = (math.nan, math.nan, math.nan)
@@ -266,20 +277,35 @@ def _check_parsed_mesh(stl_bytes: bytes, count: int) -> MeshCheck:
         if not isinstance(loaded, trimesh.Trimesh):
             raise GeometryError(f"trimesh read the STL as {type(loaded).__name__}, not one mesh")
         mesh = loaded
-        manifold = manifold3d.Manifold(
-            manifold3d.Mesh(
-                vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float32),
-                tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint32),
+        vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+        error = ""
+        if not np.isfinite(vertices).all():
+            error = "some vertex coordinates are NaN or infinite"
+        elif len(vertices) and np.abs(vertices).max() > MAX_MESH_COORDINATE_MM:
+            error = f"vertex coordinates reach {np.abs(vertices).max():.3g} mm, beyond ±{MAX_MESH_COORDINATE_MM:g} mm"
+        elif len(faces) and (np.sort(faces, axis=1)[:, 1:] == np.sort(faces, axis=1)[:, :-1]).any():
+            error = "some triangles repeat a vertex (degenerate triangles)"
+        watertight, winding = bool(mesh.is_watertight), bool(mesh.is_winding_consistent)
+        is_volume = bool(mesh.is_volume)
+        status = MANIFOLD_SKIPPED
+        # manifold3d crashes the whole process (SIGSEGV) on some degenerate meshes, and these bytes may be
+        # forged by the script: it only sees meshes trimesh already found closed, finite and non-degenerate.
+        if not error and watertight and winding and is_volume:
+            manifold = manifold3d.Manifold(
+                manifold3d.Mesh(
+                    vert_properties=np.ascontiguousarray(vertices, dtype=np.float32),
+                    tri_verts=np.ascontiguousarray(faces, dtype=np.uint32),
+                )
             )
-        )
-        status = manifold.status().name
+            status = manifold.status().name
         return MeshCheck(
             triangles=count,
-            watertight=bool(mesh.is_watertight),
-            winding_consistent=bool(mesh.is_winding_consistent),
-            is_volume=bool(mesh.is_volume),
+            watertight=watertight,
+            winding_consistent=winding,
+            is_volume=is_volume,
             manifold_status=str(status),
             volume_mm3=float(mesh.volume),
+            error=error,
         )
     except Exception as err:  # trimesh/manifold3d raise assorted errors on degenerate meshes
         return MeshCheck(count, False, False, False, "Error", math.nan, error=f"{type(err).__name__}: {err}")
@@ -314,7 +340,7 @@ def _part_problems(name: str, check: PartCheck) -> list[str]:
 
 def _mesh_problems(name: str, check: MeshCheck) -> list[str]:
     if check.error:
-        return [f"body {name!r} has an unreadable mesh: {check.error}"]
+        return [f"body {name!r} has an unreadable mesh: {check.error}; export the part with build123d's export_stl"]
     if check.triangles == 0:
         return [f"body {name!r} tessellated to an empty mesh (0 triangles); give it a non-empty closed solid"]
     problems: list[str] = []
@@ -324,7 +350,7 @@ def _mesh_problems(name: str, check: MeshCheck) -> list[str]:
         problems.append(f"body {name!r} has inconsistently wound triangles (flipped faces); rebuild the solid")
     if check.watertight and check.winding_consistent and not check.is_volume:
         problems.append(f"body {name!r} mesh does not bound a volume (inside-out or degenerate); rebuild the solid")
-    if check.manifold_status != MANIFOLD_OK:
+    if check.manifold_status not in (MANIFOLD_OK, MANIFOLD_SKIPPED):
         problems.append(
             f"body {name!r} mesh is not manifold (manifold3d status {check.manifold_status}): edges shared by "
             "more or fewer than two faces; fuse touching solids and close open edges"

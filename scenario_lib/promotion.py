@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.store import (
@@ -38,6 +38,7 @@ from scenario_lib.store import (
     staging_prefix,
     uncommit,
     validate_dest,
+    validate_key,
     validate_run_id,
 )
 
@@ -58,6 +59,30 @@ class ManifestEntry(BaseModel):
     files: list[str] = Field(default_factory=list, description="File names inside the folder.")
     promoted_at: datetime
 
+    # A stored entry is read back by other tools: ids and keys that could point outside the store are refused.
+    @field_validator("scenario_id")
+    @classmethod
+    def _check_scenario_id(cls, value: str) -> str:
+        parse_scenario_id(value)
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, value: str) -> str:
+        return validate_run_id(value)
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return validate_key(value)
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, value: list[str]) -> list[str]:
+        for name in value:
+            validate_key(name)
+        return value
+
 
 class BenchmarkManifest(BaseModel):
     """The index of one benchmark destination: every entry, sorted by scenario id."""
@@ -68,6 +93,11 @@ class BenchmarkManifest(BaseModel):
     dest: str
     updated_at: datetime
     entries: list[ManifestEntry] = Field(default_factory=list)
+
+    @field_validator("dest")
+    @classmethod
+    def _check_dest(cls, value: str) -> str:
+        return validate_dest(value)
 
     @property
     def scenario_ids(self) -> list[str]:
@@ -99,10 +129,10 @@ def parse_manifest(data: bytes, *, url: str) -> BenchmarkManifest:
     """Parse manifest bytes read from `url`; StoreError if corrupt or from a newer format version."""
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise StoreError(
-            f"benchmark manifest {url} is not valid JSON ({err}); it is rebuilt from the entries/ folder next "
-            "to it: move the broken file aside (do not edit entries/) and re-run promote"
+            f"benchmark manifest {url} is not valid JSON ({str(err)[:200]}); it is rebuilt from the entries/ folder "
+            "next to it: move the broken file aside (do not edit entries/) and re-run promote"
         ) from err
     _check_format_version(raw, "benchmark manifest", url)
     try:
@@ -120,9 +150,9 @@ def parse_entry(data: bytes, *, url: str) -> ManifestEntry:
         raw = json.loads(data)
         _check_format_version(raw, "benchmark entry", url)
         return ManifestEntry.model_validate(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError, RecursionError) as err:
         raise StoreError(
-            f"benchmark entry {url} is corrupt ({err}); delete it and re-promote that scenario from staging "
+            f"benchmark entry {url} is corrupt ({str(err)[:300]}); delete it and re-promote that scenario from staging "
             "(or restore it from backup) - the manifest is rebuilt from these entries"
         ) from err
 
@@ -186,6 +216,16 @@ def rebuild_manifest(
         f"could not update {url} after {max_attempts} compare-and-swap attempts (too many concurrent writers); "
         "re-run promote: the entries are saved and the manifest is rebuilt from them"
     )
+
+
+def _read_unlisted_entries(store: DatasetStore, dest: str, manifest: BenchmarkManifest | None) -> list[ManifestEntry]:
+    """Parse the entry files the manifest does not list yet (`StoreError` if one is corrupt)."""
+    listed = set(manifest.scenario_ids) if manifest is not None else set()
+    entries = []
+    for entry_key in store.list_files(benchmark_entries_prefix(dest)):
+        if entry_key.endswith(".json") and _entry_id(entry_key) not in listed:
+            entries.append(parse_entry(store.read_bytes(entry_key), url=store.url_for(entry_key)))
+    return entries
 
 
 def _limited(names: Sequence[str]) -> str:
@@ -257,8 +297,8 @@ def promote(
     validate_dest(dest)
     to_promote, already = _resolve_ids(store, scenario_ids, run_id, dest)
     manifest_key = benchmark_manifest_key(dest)
-    # Refuse a corrupt or newer manifest before copying anything, rather than after.
-    read_manifest(store, dest)
+    # Refuse a corrupt or newer manifest, or entry, before copying anything rather than after.
+    known = _read_unlisted_entries(store, dest, read_manifest(store, dest))
 
     promoted: list[str] = []
     written: list[ManifestEntry] = []
@@ -282,7 +322,7 @@ def promote(
             # being re-run elsewhere. The entry is the commit point, so this scenario counts as present.
             already.append(scenario_id)
 
-    manifest = rebuild_manifest(store, dest, known_entries=written)
+    manifest = rebuild_manifest(store, dest, known_entries=[*known, *written])
     for scenario_id in sorted([*promoted, *already]):
         uncommit(store, staging_prefix(scenario_id))
     return PromotionResult(

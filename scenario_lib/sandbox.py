@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from scenario_lib.config import SandboxMode
-from scenario_lib.errors import GeometryError, SandboxError
+from scenario_lib.errors import ConfigError, GeometryError, SandboxError
 from scenario_lib.geometry import PartCheck
 from scenario_lib.report import Metric, Stage, StageResult
 from scenario_lib.sandbox_runner import (
@@ -82,12 +82,34 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One call of ``build(seed, scale)`` and how to tessellate its parts."""
+    """One call of ``build(seed, scale)`` and how to tessellate its parts; validated on construction."""
 
     seed: int
     scale: tuple[float, float, float]
     stl_tolerance_mm: float = 0.05
     stl_angular_tolerance_rad: float = 0.2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"build seed must be an integer, got {self.seed!r}")
+        scale = tuple(self.scale) if isinstance(self.scale, (tuple, list)) else ()
+        if len(scale) != 3 or not all(_is_positive_number(value) for value in scale):
+            raise ConfigError(
+                "build scale must be 3 finite numbers > 0 (x, y, z factors such as (1.0, 1.0, 1.0)), "
+                f"got {self.scale!r}"
+            )
+        for name in ("stl_tolerance_mm", "stl_angular_tolerance_rad"):
+            if not _is_positive_number(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number > 0 (e.g. 0.05), got {getattr(self, name)!r}")
+
+
+def _is_positive_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 @dataclass(frozen=True)
@@ -533,10 +555,13 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
             offset += size
         if offset != len(payload):
             raise ValueError(f"meshes take {offset} bytes of a {len(payload)}-byte payload")
-    except (ValueError, KeyError, TypeError, GeometryError, UnicodeDecodeError) as err:
+    except (ValueError, KeyError, TypeError, GeometryError, UnicodeDecodeError, OverflowError, RecursionError) as err:
+        # The script can write the result file itself: an integer too large for a float (OverflowError)
+        # or JSON nested thousands deep (RecursionError) must fail the build, not the host.
         return BuildOutcome.failed(
             BuildFailure.CRASH,
-            f"the sandbox returned a malformed result ({err}); did the script tamper with stdout or its "
+            f"the sandbox returned a malformed result ({type(err).__name__}: {str(err)[:300]}); did the script "
+            "tamper with stdout or its "
             "working folder?",
             output_tail=tail,
             duration_s=duration_s,
@@ -613,6 +638,10 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        # Every worker is started from this one long-lived thread. bubblewrap's --die-with-parent is a
+        # PR_SET_PDEATHSIG, which fires when the *thread* that started it exits: a worker started from a
+        # short-lived thread (a map_builds or orchestrator thread) would be killed as soon as it ended.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
 
     @property
     def workers(self) -> int:
@@ -631,6 +660,10 @@ class SandboxPool:
             workers = list(self._workers)
         for worker in workers:
             worker.close()
+        self._spawner.shutdown(wait=False)
+
+    def _spawn(self, worker: _Worker) -> None:
+        self._spawner.submit(worker.spawn).result()
 
     def warm_up(self) -> list[float]:
         """Start every worker now and wait until all are ready; returns each one's start-up time (s)."""
@@ -646,7 +679,7 @@ class SandboxPool:
             if not self._started:
                 self._started = True
                 for worker in self._workers:
-                    worker.spawn()
+                    self._spawn(worker)
 
     def run_build(self, script_source: str, request: BuildRequest) -> BuildOutcome:
         """Run ``build(request.seed, request.scale)`` of ``script_source`` in a sandboxed child.
@@ -681,7 +714,7 @@ class SandboxPool:
                 raise SandboxError("the sandbox pool is closed; create a new SandboxPool")
             if not worker.alive():
                 worker.kill()
-                worker.spawn()
+                self._spawn(worker)
         worker.wait_ready()
         job = {
             "op": "build",
@@ -727,5 +760,5 @@ class SandboxPool:
         worker.kill()
         with self._lock:
             if not self._closed:
-                worker.spawn()
+                self._spawn(worker)
 

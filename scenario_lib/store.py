@@ -755,9 +755,11 @@ def commit_scenario(store: DatasetStore, local_dir: Path, dest_prefix: str) -> N
     """Upload the scenario folder `local_dir` to `dest_prefix` so that it appears complete or not at all.
 
     Steps: clear stale uploads for this destination, upload to ``.tmp/<dest-hash>/<uuid>/``, delete the
-    destination's marker then its files, copy server-side to `dest_prefix`, write ``_COMMITTED`` last,
-    then drop the upload. The slow, failure-prone upload never touches the destination; a crash at any
-    step leaves either no marker (invisible) or a complete folder, and re-running converges.
+    destination's marker then its files, copy server-side to `dest_prefix`, drop the upload, and write
+    ``_COMMITTED`` last. The slow, failure-prone upload never touches the destination; a crash at any
+    step leaves either no marker (invisible) or a complete folder, and re-running converges. The upload
+    is dropped before the marker is written: a folder that is committed is never committed again, so an
+    upload left behind by a crash after its marker would stay in ``.tmp/`` for good.
     Two commits racing to one destination are not supported.
     """
     dest = validate_key(dest_prefix)
@@ -773,8 +775,8 @@ def commit_scenario(store: DatasetStore, local_dir: Path, dest_prefix: str) -> N
     names = [key[len(upload) + 1 :] for key in uploaded]
     uncommit(store, dest)
     store.copy_files([(f"{upload}/{name}", f"{dest}/{name}") for name in names])
-    store.write_bytes(f"{dest}/{COMMIT_MARKER}", _marker_bytes(names))
     store.delete_prefix(tmp_root)
+    store.write_bytes(f"{dest}/{COMMIT_MARKER}", _marker_bytes(names))
 
 
 def copy_committed(store: DatasetStore, src_prefix: str, dest_prefix: str) -> list[str]:

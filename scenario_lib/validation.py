@@ -7,8 +7,10 @@ ends that seed's run; later stages are recorded as skipped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import math
 import random
 import tempfile
 import time
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenario_lib.contract import Collision, ScaleLimits, Scenario
-from scenario_lib.errors import ScenarioError
+from scenario_lib.errors import ConfigError, GeometryError, MjcfError, ScenarioError
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
 from scenario_lib.sandbox import BuildOutcome, BuildRequest, SandboxPool
 
@@ -40,6 +42,18 @@ class HarnessConfig:
     decomposition_cache_dir: Path | None = None
     stl_tolerance_mm: float = 0.05
     stl_angular_tolerance_rad: float = 0.2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"the harness needs at least 1 seed, got seeds={self.seeds!r}")
+        for name in ("scale_low", "scale_high", "sim_duration_s", "stl_tolerance_mm", "stl_angular_tolerance_rad"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+                raise ConfigError(f"harness {name} must be a finite number > 0, got {value!r}")
+        if self.scale_low > self.scale_high:
+            raise ConfigError(
+                f"harness scale_low={self.scale_low} exceeds scale_high={self.scale_high}; swap them (e.g. 0.5 and 2.0)"
+            )
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,17 @@ class Validator:
         """
         started = time.perf_counter()
         probe = self.pool.run_build(source, self._request(base_seed, NOMINAL_SCALE))
+        if not probe.ok:
+            # A script that cannot even build at nominal scale fails the code stage; building it at
+            # every harness seed would only repeat the failure (a sleeper would cost seeds × wall limit).
+            result = self.check_outcome(probe, base_seed, NOMINAL_SCALE)
+            report = ValidationReport(
+                script_sha256=script_sha256(source),
+                seeds=[result.report],
+                versions=library_versions(),
+                duration_s=round(time.perf_counter() - started, 4),
+            )
+            return report, result
         limits = _declared_limits(probe)
         plan = plan_harness(
             base_seed,
@@ -191,19 +216,25 @@ class Validator:
             return finish(scenario)
 
         started = time.perf_counter()
-        hull_failure = _hull_misuse(scenario, outcome.meshes)
-        if hull_failure is not None:
-            stages.append(StageResult.failing(Stage.MJCF, hull_failure))
+        try:
+            hull_failure = _hull_misuse(scenario, outcome.meshes)
+            if hull_failure is not None:
+                stages.append(StageResult.failing(Stage.MJCF, hull_failure))
+                return finish(scenario)
+            hulls = collision_meshes(scenario, outcome.meshes, self.config.decomposition_cache_dir)
+            files = {f"{MESH_DIR}/{name}.stl": data for name, data in outcome.meshes.items()}
+            for name, pieces in hulls.items():
+                for index, piece in enumerate(pieces):
+                    files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
+            scene = SceneFiles(
+                scene_xml=assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()}),
+                files=files,
+            )
+        except (MjcfError, GeometryError) as err:
+            # The scenario came from untrusted code: a parent that is no body, a parent cycle, a FREE child or
+            # a mesh nothing can be decomposed from is the script's failure, not the validator's.
+            stages.append(StageResult.failing(Stage.MJCF, str(err), duration_s=time.perf_counter() - started))
             return finish(scenario)
-        hulls = collision_meshes(scenario, outcome.meshes, self.config.decomposition_cache_dir)
-        files = {f"{MESH_DIR}/{name}.stl": data for name, data in outcome.meshes.items()}
-        for name, pieces in hulls.items():
-            for index, piece in enumerate(pieces):
-                files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
-        scene = SceneFiles(
-            scene_xml=assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()}),
-            files=files,
-        )
         with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
             mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, self.config.mjcf_schema_path)
         decompose_s = time.perf_counter() - started
@@ -256,6 +287,12 @@ def _hull_misuse(scenario: Scenario, meshes: dict[str, bytes]) -> str | None:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose output a scenario depends on."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    # Read once per process: importlib.metadata scans site-packages (~8 ms a call, once per seed).
     from importlib.metadata import PackageNotFoundError, version
 
     versions: dict[str, str] = {}
@@ -264,4 +301,4 @@ def library_versions() -> dict[str, str]:
             versions[package] = version(package)
         except PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())

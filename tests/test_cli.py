@@ -38,7 +38,7 @@ def cli_env(tmp: Path, **extra: str | None) -> dict[str, str | None]:
         "SCENARIOS_LLM__PROVIDER": None,
         "SCENARIOS_VALIDATION__SEEDS": "2",
         "PREFECT_API_URL": None,
-        "COLUMNS": "200",
+        "COLUMNS": "400",
     }
     return env | extra
 

@@ -342,3 +342,14 @@ def test_same_script_seed_and_scale_give_byte_identical_scene_files(tmp_path: Pa
     # A different scale is a different scene.
     assert first[1].scene is not None and first[2].scene is not None
     assert first[1].scene.files != first[2].scene.files
+
+
+def test_a_script_that_cannot_build_at_nominal_scale_is_built_once(pool: SandboxPool, cache: Path) -> None:
+    """The probe build's failure is the verdict: a sleeper or crasher must not cost every harness seed."""
+    source = "def build(seed, scale):\n    raise RuntimeError('broken for every seed')\n"
+
+    report, base = Validator(pool, harness(8, cache)).validate_script(source, base_seed=3)
+
+    assert len(report.seeds) == 1 and not report.passed
+    assert report.seeds[0].scale == (1.0, 1.0, 1.0) and base.report.seed == 3
+    assert "broken for every seed" in report.seeds[0].stages[0].message

@@ -225,12 +225,15 @@ def bwrap_command(
     ]  # fmt: skip
     for path in hidden_paths:
         command += ["--tmpfs", path]
-    for path in _needed_paths():
-        if any(path == h or path.startswith(h + "/") for h in hidden_paths):
-            command += ["--ro-bind", path, path]
     # Room for one file at the size limit plus the job's result (meshes can be as large again).
     size = str((2 * limits.max_output_mb + 32) * 1024 * 1024)
     command += ["--perms", "01777", "--size", size, "--tmpfs", SANDBOX_TMP, "--dev", "/dev", "--proc", "/proc"]
+    # Mounted after the tmpfs layers: python, the venv and this repo may live under a hidden folder or
+    # under /tmp itself (a CI checkout in /tmp/...).
+    covering = [*hidden_paths, SANDBOX_TMP]
+    for path in _needed_paths():
+        if any(path == h or path.startswith(h + "/") for h in covering):
+            command += ["--ro-bind", path, path]
     for key, value in worker_env(SANDBOX_TMP).items():
         command += ["--setenv", key, value]
     command += ["--hostname", "sandbox", "--chdir", SANDBOX_TMP, "--"]

@@ -34,12 +34,13 @@ from scenario_lib.generation import (
     GenerationJob,
     SeedSchedule,
     finished_seeds,
+    new_run_id,
     open_generation_context,
     start_summary,
     write_run_record,
 )
 from scenario_lib.store import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
-from scenario_lib.tiers import resolve_tier
+from scenario_lib.tiers import Tier, resolve_tier
 
 from flows.artifacts import publish_generation
 from flows.parameters import settings_for
@@ -79,11 +80,11 @@ def _default_run_id() -> str:
     if parameters.get("run_id"):
         return str(parameters["run_id"])
     try:
-        slug = resolve_tier(str(parameters.get("tier", ""))).value.replace("_", "-")
+        tier: Tier | None = resolve_tier(str(parameters.get("tier", "")))
     except ConfigError:
-        slug = "run"  # the flow body reports the bad tier; a name must not fail
+        tier = None  # the flow body reports the bad tier; a name must not fail
     started = flow_run.scheduled_start_time or datetime.now(timezone.utc)
-    return f"{slug}-{started:%Y%m%d-%H%M%S}-{str(flow_run.id or '')[:6] or 'local'}"
+    return new_run_id(tier, at=started, token=str(flow_run.id or "")[:6] or "local")
 
 
 class TaskRunnerKind(str, Enum):

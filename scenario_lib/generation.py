@@ -507,12 +507,17 @@ def run_generation(
     return summary
 
 
-def new_run_id(tier: Tier) -> str:
-    """A sortable, unique run id such as ``tier1-20261123-101501-3f2a``."""
+def new_run_id(tier: Tier | None, *, at: datetime | None = None, token: str | None = None) -> str:
+    """A sortable, unique run id such as ``tier1-20261123-101501-3f2a``.
+
+    ``at`` (default: now, UTC) and ``token`` (default: 4 random hex digits) let an orchestrator derive
+    the id from its own run, so a retry gets the same id; without a tier the id starts with ``run``.
+    """
     import secrets
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{tier.value.replace('_', '-')}-{stamp}-{secrets.token_hex(2)}"
+    slug = tier.value.replace("_", "-") if tier is not None else "run"
+    stamp = (at or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    return f"{slug}-{stamp}-{token or secrets.token_hex(2)}"
 
 
 def start_summary(job: GenerationJob, context: GenerationContext) -> RunSummary:

@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test system-deps stress bench bench-throughput clean
 
+# The sandbox runs as uid 65534 and imports python, the venv and scenario_lib: under umask 022 the venv
+# is readable whatever the user's umask is, and the package is opened up for a clone made under umask 077.
 $(STAMP): pyproject.toml
 	@bash scripts/install-system-deps.sh
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	umask 022 && python3 -m venv $(VENV)
+	umask 022 && $(PY) -m pip install --quiet --upgrade pip
+	umask 022 && $(PY) -m pip install --quiet -e '.[test]'
+	chmod -R o+rX scenario_lib
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,8 @@ SANDBOX_UID = 65534
 SANDBOX_TMP = "/tmp"
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024
 _RUNNER_MODULE = "scenario_lib.sandbox_runner"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_ROOT = _PACKAGE_DIR.parent
 # Paths hidden behind an empty tmpfs in the sandbox: home directories (credentials, SSH keys, cloud
 # configs), runtime sockets (/run: a unix socket on a read-only mount can still be connected to) and
 # shared temporary folders of the host.
@@ -200,17 +202,65 @@ def _hidden_paths(extra: Sequence[str | Path]) -> list[str]:
 
 
 def _needed_paths() -> list[str]:
-    """Folders the worker must read even when they lie under a hidden path (python, the venv, this repo)."""
-    needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, str(_REPO_ROOT))}
-    needed.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return sorted(needed)
+    """Folders the worker must read (python, the venv, this package), none inside another."""
+    candidates = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, str(_PACKAGE_DIR))}
+    candidates.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return sorted(p for p in candidates if not any(_is_below(p, other) for other in candidates if other != p))
+
+
+def _is_below(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _others_may(path: str, bits: int) -> bool:
+    try:
+        return os.stat(path).st_mode & bits == bits
+    except OSError:
+        return False
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The highest folder above ``path`` that the sandbox user cannot traverse (no x bit for others)."""
+    for ancestor in reversed(Path(path).parents):
+        if str(ancestor) != "/" and not _others_may(str(ancestor), stat.S_IXOTH):
+            return str(ancestor)
+    return None
+
+
+def unreadable_sandbox_path() -> tuple[str, str] | None:
+    """``(path, needed folder)`` of something the sandbox user cannot read, or None when all is readable.
+
+    Looks at each needed folder, the entries of the site-packages folders and every file of this
+    package: enough to catch a venv or a clone made under umask 077 (everything in it is then 0600/0700).
+    """
+    needed = _needed_paths()
+    for folder in needed:
+        candidates = [folder]
+        if _is_below(folder, str(_PACKAGE_DIR)):
+            candidates += [str(p) for p in sorted(_PACKAGE_DIR.rglob("*")) if "__pycache__" not in p.parts]
+        for site_packages in Path(folder).glob("lib/python*/site-packages"):
+            candidates += [str(site_packages), *(str(p) for p in sorted(site_packages.iterdir()))]
+        for candidate in candidates:
+            bits = stat.S_IROTH | (stat.S_IXOTH if os.path.isdir(candidate) else 0)
+            if not _others_may(candidate, bits):
+                return candidate, folder
+    return None
 
 
 def bwrap_command(
     inner: Sequence[str], limits: SandboxLimits, hidden: Sequence[str | Path] = ()
 ) -> list[str]:
     """The bubblewrap + setpriv command line that runs ``inner`` as an unprivileged, isolated process."""
+    needed = _needed_paths()
     hidden_paths = _hidden_paths(hidden)
+    # A folder above python, the venv or the package that uid 65534 cannot enter (a home folder, a
+    # `mktemp -d` folder, a clone under umask 077) is hidden like a home folder; what is needed from
+    # inside it is bound back below.
+    for path in needed:
+        closed = _closed_ancestor(path)
+        if closed and not any(_is_below(closed, h) for h in [*hidden_paths, SANDBOX_TMP]):
+            hidden_paths.append(closed)
+    hidden_paths = sorted(set(hidden_paths), key=len)
     command = [
         "bwrap",
         # Not --unshare-user/--unshare-all: inside a user namespace setpriv could not change uid.
@@ -228,12 +278,20 @@ def bwrap_command(
     # Room for one file at the size limit plus the job's result (meshes can be as large again).
     size = str((2 * limits.max_output_mb + 32) * 1024 * 1024)
     command += ["--perms", "01777", "--size", size, "--tmpfs", SANDBOX_TMP, "--dev", "/dev", "--proc", "/proc"]
-    # Mounted after the tmpfs layers: python, the venv and this repo may live under a hidden folder or
-    # under /tmp itself (a CI checkout in /tmp/...).
-    covering = [*hidden_paths, SANDBOX_TMP]
-    for path in _needed_paths():
-        if any(path == h or path.startswith(h + "/") for h in covering):
-            command += ["--ro-bind", path, path]
+    # Mounted after the tmpfs layers: python, the venv and this package may live under a hidden folder
+    # or under /tmp itself (a CI checkout in /tmp/...). bubblewrap makes the folders between the tmpfs
+    # and the bind with the modes of the originals (0700 for a `mktemp -d` folder), so they are
+    # opened up to 0755: they hold nothing but the way to the bind.
+    for path in needed:
+        covers = [h for h in [*hidden_paths, SANDBOX_TMP] if _is_below(path, h)]
+        if not covers:
+            continue
+        cover = min(covers, key=len)
+        command += ["--ro-bind", path, path]
+        for between in Path(path).parents:
+            if not _is_below(str(between), cover) or str(between) == cover:
+                break
+            command += ["--chmod", "0755", str(between)]
     for key, value in worker_env(SANDBOX_TMP).items():
         command += ["--setenv", key, value]
     command += ["--hostname", "sandbox", "--chdir", SANDBOX_TMP, "--"]
@@ -269,6 +327,16 @@ def resolve_mode(
     """BWRAP or RLIMITS; AUTO becomes BWRAP when bubblewrap works here. Raises `SandboxError` otherwise."""
     if mode is SandboxMode.RLIMITS:
         return mode
+    unreadable = unreadable_sandbox_path()
+    if unreadable is not None:
+        path, folder = unreadable
+        raise SandboxError(
+            f"the sandbox user (uid {SANDBOX_UID}) cannot read {path!r} (mode "
+            f"{stat.filemode(os.stat(path).st_mode) if os.path.exists(path) else 'missing'}), and the "
+            f"sandbox worker imports python, the venv and scenario_lib from {folder!r}. Make it readable "
+            f"with `chmod -R o+rX '{folder}'` (`make install` does this for the venv and the package), or "
+            "create the clone and the venv under umask 022"
+        )
     reason = _probe_bwrap(tuple(bwrap_command(["true"], limits, tuple(str(p) for p in hidden))))
     if reason is None:
         return SandboxMode.BWRAP
@@ -349,8 +417,9 @@ class _Worker:
             self.kill()
             raise SandboxError(
                 f"a sandbox worker ({self.mode.value}) did not start within {self.limits.startup_s} s "
-                f"({type(err).__name__}); its stderr: {self.stderr_tail()!r}. Check that "
-                f"`{sys.executable} -c 'import build123d'` works, or raise startup_s on a slow machine"
+                f"({type(err).__name__}); its stderr: {self.stderr_tail()!r}. It runs `{sys.executable}` as "
+                f"uid {SANDBOX_UID} and imports build123d and scenario_lib from {str(_PACKAGE_DIR)!r}: check "
+                "that this user can read both (`scenarios config check`), or raise startup_s on a slow machine"
             ) from err
         if header.get("op") != "ready":
             self.kill()

@@ -21,6 +21,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import resource
 import select
 import shutil
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         "threads": len(os.listdir("/proc/self/task")),
     }
     write_frame(host_out, ready)
+    # Read once: the binds of python, the venv and the package under the scratch folder are made by
+    # bubblewrap before we start, and a job (no capabilities) cannot add one.
+    mount_points = mount_points_under(scratch)
     job_number = 0
     while True:
         try:
@@ -187,8 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         if request.get("op") != "build":
             return
         job_number += 1
-        write_frame(host_out, *_run_job(request, scratch / f"job{job_number}", (host_in, host_out), own_pid_namespace))
-        _clean(scratch, clean_scratch, job_number)
+        job_dir = scratch / f"job{job_number}"
+        write_frame(host_out, *_run_job(request, job_dir, (host_in, host_out), own_pid_namespace))
+        if clean_scratch:
+            remove_job_files(scratch, mount_points)
+        else:
+            shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def _preload() -> None:
@@ -316,15 +324,46 @@ def _read_regular(path: Path, limit: int, tail: bool = False) -> bytes:
         os.close(fd)
 
 
-def _clean(scratch: Path, clean_scratch: bool, job_number: int) -> None:
-    """Delete the job's files; with --clean-scratch, everything in the scratch folder (the sandbox /tmp)."""
-    targets = list(scratch.iterdir()) if clean_scratch else [scratch / f"job{job_number}"]
-    for target in targets:
+def mount_points_under(folder: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> frozenset[Path]:
+    """Mount points strictly below ``folder``, read from ``mountinfo`` (empty when it cannot be read)."""
+    try:
+        lines = mountinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return frozenset()
+    prefix = str(folder).rstrip("/") + "/"
+    points: set[Path] = set()
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        # The kernel writes space, tab, newline and backslash in a mount point as octal escapes (\040).
+        point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
+        if point.startswith(prefix):
+            points.add(Path(point))
+    return frozenset(points)
+
+
+def remove_job_files(folder: Path, mount_points: frozenset[Path]) -> None:
+    """Delete everything in ``folder`` that jobs left there, never a mount point nor anything inside one.
+
+    A folder that holds a mount point further down (the parents bubblewrap made for a bind under
+    /tmp) is kept and cleaned around, so a checkout or venv bound under /tmp is never walked.
+    """
+    try:
+        entries = [Path(entry.path) for entry in os.scandir(folder)]
+    except OSError:
+        return
+    for entry in entries:
+        if entry in mount_points:
+            continue
+        if any(point.is_relative_to(entry) for point in mount_points):
+            remove_job_files(entry, mount_points)
+            continue
         try:
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
             else:
-                target.unlink(missing_ok=True)
+                entry.unlink(missing_ok=True)
         except OSError:
             continue
 

@@ -80,6 +80,8 @@ class LlmSettings(BaseModel):
     api_key: SecretStr | None = None
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_attempts: int = Field(default=4, ge=1, le=20)
+    # A folder with planner.md / coder.md / reviewer.md replacing those roles' instructions.
+    prompt_dir: str | None = None
 
 
 class TraceExporter(str, Enum):

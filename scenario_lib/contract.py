@@ -15,11 +15,18 @@ See ``docs/scenario-contract.md`` for the full guide and one example per tier.
 
 from __future__ import annotations
 
+import difflib
 import math
+import traceback
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONTRACT_VERSION = 1
 
@@ -50,8 +57,54 @@ PositiveVec3 = tuple[Positive, Positive, Positive]
 BodyName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")]
 
 
+@dataclass(frozen=True)
+class ContractError:
+    """One invalid contract object a script tried to make: what was wrong, and where in the script."""
+
+    model: str
+    problems: tuple[str, ...]
+    stack: tuple[tuple[str, int, str], ...]  # (file, line number, source line), outermost first
+
+
+_COLLECTED: ContextVar[list[ContractError] | None] = ContextVar("scenario_contract_errors", default=None)
+
+
+@contextmanager
+def collecting_contract_errors() -> Iterator[list[ContractError]]:
+    """Record invalid contract objects instead of raising, so one build reports every mistake.
+
+    Inside, a model given wrong fields is recorded as a `ContractError` and built from its valid
+    fields (defaults for the rest), and the script carries on to its next mistake. The sandbox runs
+    builds this way; the list it yields holds what was recorded.
+    """
+    collected: list[ContractError] = []
+    token = _COLLECTED.set(collected)
+    try:
+        yield collected
+    finally:
+        _COLLECTED.reset(token)
+
+
 class _Frozen(BaseModel):
+    """Frozen, keyword-only, extra fields refused."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        if args:
+            raise TypeError(keyword_only_message(type(self)))
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            collected = _COLLECTED.get()
+            if collected is None:
+                raise
+            stack = tuple((frame.filename, frame.lineno or 0, (frame.line or "").strip()) for frame in traceback.extract_stack()[:-1])
+            collected.append(ContractError(type(self).__name__, tuple(describe_validation_error(err, type(self))), stack))
+            bad = {error["loc"][0] for error in err.errors() if error["loc"]}
+            placeholder = type(self).model_construct(**{k: v for k, v in data.items() if k in type(self).model_fields and k not in bad})
+            for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
+                object.__setattr__(self, slot, getattr(placeholder, slot))
 
 
 class Pose(_Frozen):
@@ -259,3 +312,147 @@ class Scenario(_Frozen):
             if candidate.name == name:
                 return candidate
         raise KeyError(f"no body named {name!r}; bodies are {[b.name for b in self.bodies]}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Messages that teach: what a contract model accepts, and the closest valid name to a wrong one.
+
+# Names scripts (and models) commonly guess, mapped to the contract's own.
+_GUESSES = {
+    "position": "position_mm", "pos": "position_mm", "xyz": "position_mm", "location": "position_mm",
+    "rotation": "euler_deg", "orientation": "euler_deg", "euler": "euler_deg", "rot": "euler_deg",
+    "joint": "motion", "joint_type": "motion", "type": "kind", "shape": "part", "solid": "part",
+    "geometry": "part", "geom": "primitives", "collision_primitives": "primitives", "geoms": "primitives",
+    "range": ("range_deg", "range_mm"), "limits": ("range_deg", "range_mm"), "limit": ("range_deg", "range_mm"),
+    "anchor": "anchor_mm", "pivot": "anchor_mm", "size": "half_size_mm", "half_size": "half_size_mm",
+    "half_sizes": "half_size_mm", "half_extents": "half_extents_mm", "extents": "half_extents_mm",
+    "center": "center_mm", "centre": "center_mm", "radius": "radius_mm", "half_length": "half_length_mm",
+    "height": "half_length_mm", "length": "half_length_mm", "density": "density_kg_m3", "mass": "density_kg_m3",
+    "color": "rgba", "colour": "rgba", "goal": "success", "task": "success", "scale": "scale_limits",
+    "params": "parameters", "ranges": "parameter_ranges", "min": "low", "max": "high", "lower": "low",
+    "upper": "high", "target": "zone", "timestep": "timestep_s",
+}
+
+
+def public_fields(model: type[BaseModel]) -> list[str]:
+    """The fields a script sets on ``model`` (``kind`` discriminators are set by the class itself)."""
+    return [name for name in model.model_fields if name != "kind"]
+
+
+def keyword_only_message(model: type[BaseModel]) -> str:
+    fields = public_fields(model)
+    message = (
+        f"{model.__name__}() takes keyword arguments only; its fields are {', '.join(fields)}: write e.g. "
+        f"{model.__name__}({fields[0]}=...)"
+    )
+    if model.__name__ in ("Box", "Cylinder", "Sphere"):
+        message += (
+            f". scenario_lib.contract.{model.__name__} is a collision primitive; for a build123d solid import "
+            f"`from build123d import {model.__name__} as Solid{model.__name__}`"
+        )
+    return message
+
+
+def _closest_field(name: str, fields: list[str]) -> str | None:
+    guess = _GUESSES.get(name.lower())
+    for candidate in (guess,) if isinstance(guess, str) else guess or ():
+        if candidate in fields:
+            return candidate
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    prefixed = [field for field in fields if field.startswith(name) or name.startswith(field)]
+    return prefixed[0] if prefixed else None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every contract model an annotation can hold (through Annotated, Union, tuple, Optional)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += [model for model in _models_in(arg) if model not in found]
+    return found
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model that holds the field at ``loc`` inside ``model`` (pydantic error locations)."""
+    current = model
+    for step in loc:
+        if isinstance(step, int):
+            continue
+        field = current.model_fields.get(step)
+        if field is not None:
+            candidates = _models_in(field.annotation)
+            if len(candidates) == 1:
+                current = candidates[0]
+            continue
+        # A union member named by its discriminator tag ("hinge" in motion.hinge.range_deg).
+        tagged = [m for m in _all_models() if m.model_fields.get("kind") and m.model_fields["kind"].default == step]
+        if tagged:
+            current = tagged[0]
+    return current
+
+
+def _all_models() -> list[type[BaseModel]]:
+    return [value for value in globals().values() if isinstance(value, type) and issubclass(value, _Frozen) and value is not _Frozen]
+
+
+def _type_name(annotation: Any) -> str:
+    """A short readable spelling of a field's type: ``(float, float, float)``, ``tuple of Body``, ``Pose | None``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"tuple of {_type_name(args[0])}"
+        return "(" + ", ".join(_type_name(arg) for arg in args) + ")"
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is dict:
+        return f"dict[{_type_name(args[0])}, {_type_name(args[1])}]"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> list[str]:
+    """One sentence per problem in ``err``, naming the valid fields and the closest to a wrong one."""
+    problems: list[str] = []
+    errors = err.errors(include_url=False)
+    # A wrong name whose closest valid one is reported missing is said once, as "did you mean".
+    explained: set[tuple[int | str, ...]] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden" and error["loc"]:
+            loc = tuple(error["loc"])
+            closest = _closest_field(str(loc[-1]), public_fields(_model_at(model, loc[:-1])))
+            if closest:
+                explained.add((*loc[:-1], closest))
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in explained:
+            continue
+        where = ".".join(str(step) for step in loc)
+        owner = _model_at(model, loc[:-1]) if loc else model
+        fields = public_fields(owner)
+        kind = error["type"]
+        given = repr(error.get("input"))[:80]
+        if kind == "extra_forbidden":
+            name = str(loc[-1])
+            closest = _closest_field(name, fields)
+            hint = f"; did you mean {closest}?" if closest else ""
+            problems.append(f"{owner.__name__} has no field {name!r}; {owner.__name__} has {', '.join(fields)}{hint}")
+        elif kind == "missing":
+            name = str(loc[-1])
+            annotation = owner.model_fields[name].annotation if name in owner.model_fields else None
+            problems.append(f"{owner.__name__} needs {name} ({_type_name(annotation)}); {owner.__name__} has {', '.join(fields)}")
+        elif kind in ("model_type", "model_attributes_type", "is_instance_of"):
+            expected = str((error.get("ctx") or {}).get("class_name", "the contract model"))
+            problems.append(f"{model.__name__}.{where}: expected a {expected}(...) object (keyword arguments), got {given}")
+        elif kind.startswith("union_tag") or kind == "union_tag_invalid":
+            problems.append(f"{model.__name__}.{where}: {error['msg']}; use FIXED, FREE, Hinge(...) or Slide(...) for motion, or the class itself")
+        else:
+            problems.append(f"{model.__name__}.{where or '(whole object)'}: {error['msg']} (got {given})")
+    return problems

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from opentelemetry.sdk.trace import TracerProvider
 
+    from scenario_lib.agent.examples import ExampleScript
+    from scenario_lib.agent.prompts import PromptSet
     from scenario_lib.validation import Validator
 
 MAX_COUNT = 10_000
@@ -236,6 +238,8 @@ class GenerationContext:
     tracer_provider: TracerProvider | None = None
     capture_content: bool = True
     secrets: Sequence[str] = ()
+    examples: Sequence[ExampleScript] | None = None  # few-shot library; None: the family templates
+    prompts: PromptSet | None = None  # role instructions; None: the defaults
 
 
 def open_store(settings: Settings) -> DatasetStore:
@@ -285,11 +289,16 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     With the file exporter, the spans of everything run in the context land in the store as
     ``traces/{trace_label}-….jsonl`` when it closes (e.g. label it with the run id).
     """
+    from scenario_lib.agent.examples import family_examples, stored_examples
+    from scenario_lib.agent.prompts import PromptSet
     from scenario_lib.providers import make_chat_model
     from scenario_lib.tracing import configure_tracing
 
     store = open_store(settings)
     llm = settings.llm
+    prompts = PromptSet.from_folder(llm.prompt_dir) if llm.prompt_dir else None
+    # The few-shot library grows with use: the templates plus what this store has accepted.
+    examples = [*family_examples(), *stored_examples(store)]
     secrets = [
         secret.get_secret_value()
         for secret in (llm.api_key, settings.store.secret_key, settings.store.access_key)
@@ -318,6 +327,8 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
             tracer_provider=tracer_provider,
             capture_content=settings.tracing.capture_content,
             secrets=secrets,
+            examples=examples,
+            prompts=prompts,
         )
     finally:
         validator.pool.close()
@@ -416,6 +427,8 @@ def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> 
         capture_content=context.capture_content,
         render_preview=context.render_preview,
         secrets=context.secrets,
+        examples=context.examples,
+        prompts=context.prompts,
     )
     attempts = len(outcome.attempts)
     if outcome.report is None or outcome.seed_validation is None:

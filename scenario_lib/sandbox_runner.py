@@ -479,63 +479,51 @@ def _describe(err: BaseException, script: Path, what: str) -> str:
     detail = f"{type(err).__name__}: {err}"
     if isinstance(err, SyntaxError):
         return f"{what} failed: {detail}".rstrip()
+    from scenario_lib.script_hints import hint_for
+
     frames = [frame for frame in traceback.extract_tb(err.__traceback__) if frame.filename == str(script)]
-    where = f" (script line {frames[-1].lineno}: {(frames[-1].line or '').strip()})" if frames else ""
+    line = (frames[-1].line or "").strip() if frames else ""
+    where = f" (script line {frames[-1].lineno}: {line})" if frames else ""
     hint = ""
     if isinstance(err, MemoryError):
         hint = "; the job ran out of its memory limit: allocate less"
     elif isinstance(err, OSError) and err.errno in (errno.EFBIG, errno.ENOSPC):
         hint = "; the job hit its output/file-size limit: write less"
+    elif _is_validation_error(err):
+        from scenario_lib import contract
+
+        model = getattr(contract, str(getattr(err, "title", "")), None)
+        if isinstance(model, type):
+            detail = f"{type(err).__name__}: " + "; ".join(contract.describe_validation_error(err, model))  # type: ignore[arg-type]
+    else:
+        known = hint_for(err, line)
+        hint = f"; hint: {known}" if known else ""
     return f"{what} raised {detail}{where}{hint}"
 
 
+def _is_validation_error(err: BaseException) -> bool:
+    return type(err).__name__ == "ValidationError" and type(err).__module__.startswith("pydantic")
+
+
 def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], bytes]:
-    from scenario_lib.contract import Scenario
+    from pydantic import ValidationError
+
+    from scenario_lib.contract import Scenario, collecting_contract_errors, describe_validation_error
     from scenario_lib.geometry import check_solid, export_stl, is_nonempty_shape
 
     timings: dict[str, float] = {}
-    seed = int(request["seed"])
-    scale = tuple(float(value) for value in request["scale"])
     script = job_dir / SCRIPT_FILE
-    started = time.perf_counter()
-    try:
-        script.write_text(str(request["source"]), encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(SCRIPT_MODULE, script)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[SCRIPT_MODULE] = module
-        spec.loader.exec_module(module)
-    except BaseException as err:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
-        return _failure(_classify(err, BuildFailure.IMPORT), _describe(err, script, "importing the script"), timings)
-    timings["import_s"] = time.perf_counter() - started
-
-    build = getattr(module, "build", None)
-    if not callable(build):
-        return _failure(
-            BuildFailure.CONTRACT,
-            "the script defines no build function; define "
-            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
-            timings,
-        )
-    try:
-        inspect.signature(build).bind(seed, scale)
-    except TypeError:
-        return _failure(
-            BuildFailure.CONTRACT,
-            f"build{inspect.signature(build)} cannot be called as build(seed, scale); define "
-            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
-            timings,
-        )
-    except ValueError:
-        pass  # no signature to inspect (a builtin): just call it
-    started = time.perf_counter()
-    try:
-        scenario = build(seed, scale)
-    except BaseException as err:  # noqa: BLE001
-        what = f"build(seed={seed}, scale={scale})"
-        return _failure(_classify(err, BuildFailure.EXCEPTION), _describe(err, script, what), timings)
-    timings["build_s"] = time.perf_counter() - started
-
+    # Every invalid contract object the script makes is recorded and the build goes on, so the
+    # answer lists all of them at once instead of the first.
+    with collecting_contract_errors() as contract_errors:
+        scenario, failed = _run_script(request, job_dir, timings)
+    if contract_errors:
+        message = _describe_contract_errors(contract_errors, script)
+        if failed is not None:
+            message += f"\n(after these, the script went on to fail: {failed[0]['message']})"
+        return _failure(BuildFailure.CONTRACT, message, timings)
+    if failed is not None:
+        return failed
     if not isinstance(scenario, Scenario):
         return _failure(
             BuildFailure.CONTRACT,
@@ -546,7 +534,10 @@ def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], b
         # A round trip catches a Scenario built with model_construct (validation skipped).
         scenario_json = scenario.model_dump_json()
         Scenario.model_validate_json(scenario_json)
-    except Exception as err:  # pydantic ValidationError or a serialization error
+    except ValidationError as err:
+        problems = "; ".join(describe_validation_error(err, Scenario))
+        return _failure(BuildFailure.CONTRACT, f"build returned an invalid Scenario: {problems}", timings)
+    except Exception as err:  # a serialization error
         return _failure(BuildFailure.CONTRACT, f"build returned an invalid Scenario: {err}", timings)
     names = [body.name for body in scenario.bodies]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -579,6 +570,63 @@ def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], b
     timings["checks_s"] = time.perf_counter() - started
     header = {"failure": None, "scenario_json": scenario_json, "bodies": bodies, "timings_s": timings}
     return header, b"".join(meshes)
+
+
+def _describe_contract_errors(errors: list[Any], script: Path) -> str:
+    lines = [f"the script made {len(errors)} invalid contract object(s); fix all of these:"]
+    for error in errors:
+        frames = [frame for frame in error.stack if frame[0] == str(script)]
+        where = f" (script line {frames[-1][1]}: {frames[-1][2]})" if frames else ""
+        lines += [f"- {problem}{where}" for problem in error.problems]
+    return "\n".join(lines)
+
+
+def _run_script(
+    request: Mapping[str, Any], job_dir: Path, timings: dict[str, float]
+) -> tuple[object, tuple[dict[str, Any], bytes] | None]:
+    """Import the script and call build: (what it returned, None), or (None, the failure frame)."""
+    seed = int(request["seed"])
+    scale = tuple(float(value) for value in request["scale"])
+    script = job_dir / SCRIPT_FILE
+    started = time.perf_counter()
+    try:
+        script.write_text(str(request["source"]), encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(SCRIPT_MODULE, script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[SCRIPT_MODULE] = module
+        spec.loader.exec_module(module)
+    except BaseException as err:  # noqa: BLE001 - untrusted code may raise anything, SystemExit included
+        return None, _failure(_classify(err, BuildFailure.IMPORT), _describe(err, script, "importing the script"), timings)
+    timings["import_s"] = time.perf_counter() - started
+
+    build = getattr(module, "build", None)
+    if not callable(build):
+        return None, _failure(
+            BuildFailure.CONTRACT,
+            "the script defines no build function; define "
+            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
+            timings,
+        )
+    try:
+        inspect.signature(build).bind(seed, scale)
+    except TypeError:
+        return None, _failure(
+            BuildFailure.CONTRACT,
+            f"build{inspect.signature(build)} cannot be called as build(seed, scale); define "
+            "`def build(seed: int, scale: tuple[float, float, float]) -> Scenario`",
+            timings,
+        )
+    except ValueError:
+        pass  # no signature to inspect (a builtin): just call it
+    started = time.perf_counter()
+    try:
+        scenario = build(seed, scale)
+    except BaseException as err:  # noqa: BLE001
+        what = f"build(seed={seed}, scale={scale})"
+        return None, _failure(_classify(err, BuildFailure.EXCEPTION), _describe(err, script, what), timings)
+    timings["build_s"] = time.perf_counter() - started
+    return scenario, None
 
 
 def _is_shape(part: object) -> bool:

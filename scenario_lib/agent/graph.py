@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from scenario_lib.agent.examples import ExampleScript, family_examples
 from scenario_lib.agent.nodes import (
     AWAIT_PLAN_EDIT,
     AWAIT_REPAIR,
@@ -42,6 +43,7 @@ from scenario_lib.agent.nodes import (
     script_sha256,
     verify_node,
 )
+from scenario_lib.agent.prompts import PromptSet
 from scenario_lib.agent.state import (
     DEFAULT_MAX_ATTEMPTS,
     AgentContext,
@@ -214,7 +216,11 @@ class AgentSession:
         secrets: Sequence[str] = (),
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         thread_id: str | None = None,
+        examples: Sequence[ExampleScript] | None = None,
+        prompts: PromptSet | None = None,
     ) -> None:
+        """``examples``: the library few-shot examples are retrieved from (None: the family templates);
+        ``prompts``: role instructions replacing the defaults."""
         self.request = request
         self.thread_id = thread_id or uuid.uuid4().hex
         self.graph = build_graph(checkpointer=checkpointer)
@@ -229,6 +235,8 @@ class AgentSession:
             capture_content=capture_content,
             render_preview=render_preview,
             secrets=tuple(secrets),
+            examples=tuple(family_examples() if examples is None else examples),
+            prompts=prompts,
         )
         self._initial = initial_state(
             request, max_attempts=max_attempts, pause_after_plan=pause_after_plan, pause_on_failure=pause_on_failure
@@ -328,6 +336,8 @@ def run_agent(
     capture_content: bool = True,
     render_preview: bool = False,
     secrets: Sequence[str] = (),
+    examples: Sequence[ExampleScript] | None = None,
+    prompts: PromptSet | None = None,
 ) -> AgentOutcome:
     """Generate one scenario script: plan, then code/review/verify until accepted or ``max_attempts`` are spent.
 
@@ -343,6 +353,8 @@ def run_agent(
         capture_content=capture_content,
         render_preview=render_preview,
         secrets=secrets,
+        examples=examples,
+        prompts=prompts,
     )
     outcome = session.start()
     assert isinstance(outcome, AgentOutcome)  # no pauses were asked for

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from scenario_lib.agent.prompts import (
+    DEFAULT_PROMPTS,
     coder_messages,
     extract_python,
     parse_plan,
@@ -199,7 +200,8 @@ def plan_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
     """Ask the planner for a `ScenarioPlan` (once more with the parse error if it does not parse)."""
     ctx = runtime.context
     request = state["request"]
-    messages = planner_messages(request, _prompt(state))
+    prompts = ctx.prompts or DEFAULT_PROMPTS
+    messages = planner_messages(request, _prompt(state), library=ctx.examples, prompts=prompts)
     calls: list[ModelCall] = []
     for _ in range(PLANNER_TRIES):
         text, call = _chat(ctx, AgentRole.PLANNER, 0, messages, _root_context(ctx))
@@ -208,7 +210,7 @@ def plan_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
             plan = parse_plan(text)
             break
         except ValueError as err:
-            messages = [*messages, AIMessage(text), *planner_messages(request, _prompt(state))[1:]]
+            messages = [*messages, AIMessage(text), *planner_messages(request, _prompt(state), library=ctx.examples, prompts=prompts)[1:]]
             last_error = err
     else:
         raise ScenarioError(
@@ -236,7 +238,16 @@ def code_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
     attempt = state["attempt"] + 1
     plan = state["plan"]
     assert plan is not None
-    messages = coder_messages(state["request"], _prompt(state), plan, attempt, state["source"], state["feedback"])
+    messages = coder_messages(
+        state["request"],
+        _prompt(state),
+        plan,
+        attempt,
+        state["source"],
+        state["feedback"],
+        library=ctx.examples,
+        prompts=ctx.prompts or DEFAULT_PROMPTS,
+    )
     text, call = _chat(ctx, AgentRole.CODER, attempt, messages, _attempt_context(ctx, attempt))
     source = extract_python(text)
     # "report" always describes "source": a new attempt clears the last one's.
@@ -268,7 +279,7 @@ def review_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
     attempt = state["attempt"]
     plan = state["plan"]
     assert plan is not None
-    messages = reviewer_messages(state["request"], plan, state["source"], attempt)
+    messages = reviewer_messages(state["request"], plan, state["source"], attempt, prompts=ctx.prompts or DEFAULT_PROMPTS)
     text, call = _chat(ctx, AgentRole.REVIEWER, attempt, messages, _attempt_context(ctx, attempt))
     try:
         verdict = parse_review(text)

@@ -23,6 +23,8 @@ from scenario_lib.report import Metric, ValidationReport
 from scenario_lib.tiers import Tier
 
 if TYPE_CHECKING:
+    from scenario_lib.agent.examples import ExampleScript
+    from scenario_lib.agent.prompts import PromptSet
     from scenario_lib.validation import SeedValidation
 
 DEFAULT_MAX_ATTEMPTS = 4
@@ -181,7 +183,8 @@ class ScriptValidator(Protocol):
 class AgentContext:
     """The run's collaborators, handed to every node through LangGraph's runtime context.
 
-    ``seed_validations`` collects each validated script's base-seed result (keyed by script sha256): it
+    ``examples`` is the library the coder's few-shot examples are retrieved from; ``prompts`` the role
+    instructions (defaults, or a user's overrides). ``seed_validations`` collects each validated script's base-seed result (keyed by script sha256): it
     holds scenes and meshes, which stay out of the checkpointed state. ``root_context`` is the
     OpenTelemetry context the run's spans nest under; ``attempt_spans`` holds the open span of each
     attempt while its coder, reviewer and verifier nodes run.
@@ -198,6 +201,8 @@ class AgentContext:
     root_context: Context | None = None
     seed_validations: dict[str, SeedValidation] = field(default_factory=dict)
     attempt_spans: dict[int, trace.Span] = field(default_factory=dict)
+    examples: Sequence[ExampleScript] = ()
+    prompts: PromptSet | None = None  # None: the default instructions
 
 
 def initial_state(

@@ -13,6 +13,7 @@ from scenario_lib.cli import (  # noqa: F401, I001  (importing registers the com
     config_commands,
     analysis_commands,
     batch_commands,
+    agent_commands,
 )
 from scenario_lib.cli.app import app
 

@@ -30,6 +30,12 @@ class StabilityThresholds:
     max_penetration_rest_mm: float = 0.5
     settling_time_s: float = 0.02
     rest_window_s: float = 0.1
+    # At rest: how far a movable body may drift from its declared pose over the passive simulation,
+    # measured relative to the body it rests on (so a stack's own sinking into soft contacts adds nothing).
+    max_drift_mm: float = 1.0
+    max_drift_deg: float = 1.5
+    # Bodies bed into their soft contacts (and joint limits) over the first moments; drift counts after.
+    contact_settling_s: float = 0.1
 
 
 DEFAULT_THRESHOLDS = StabilityThresholds()
@@ -73,9 +79,15 @@ def check_stability(
     energy_scale_j = max(moving_mass * abs(float(model.opt.gravity[2])) * float(model.stat.extent), 1e-9)
 
     initial_penetration = _Worst()
+    # A contact may start inside its soft layer (solimp width): MuJoCo's own scenes are baked at that
+    # equilibrium. Only an overlap beyond it, or one that pushes bodies apart (drift), is a fault.
+    equilibrium_depth_mm = 0.0
+    initial_pair: set[str] = set()
     if data.ncon:
         depth_m, pair = _deepest_contact(data)
         initial_penetration.update(depth_m * 1000, 0.0, _pair_name(model, body_names, pair))
+        equilibrium_depth_mm = _soft_layer_mm(data)
+        initial_pair = {body_names[model.geom_bodyid[geom]] for geom in pair}
     energy_start = _total_energy(data)
     linear, angular, energy_gain = _Worst(), _Worst(), _Worst()
     settling_penetration, rest_penetration = _Worst(), _Worst()
@@ -87,6 +99,9 @@ def check_stability(
     # mj_step itself); speeds are computed for all steps at once afterwards.
     cvel = np.zeros((steps, model.nbody, 6))
     xipos = np.zeros((steps, model.nbody, 3))
+    xpos = np.zeros((steps, model.nbody, 3))
+    xquat = np.zeros((steps, model.nbody, 4))
+    xpos0, xquat0 = data.xpos.copy(), data.xquat.copy()
     subtree_com = np.zeros((steps, model.nbody, 3))
     depth_per_step = np.zeros(steps)
     pair_per_step: list[tuple[int, int]] = [(0, 0)] * steps
@@ -101,6 +116,7 @@ def check_stability(
             break
         row = step - 1
         cvel[row], xipos[row], subtree_com[row] = data.cvel, data.xipos, data.subtree_com
+        xpos[row], xquat[row] = data.xpos, data.xquat
         if data.ncon:
             depth_per_step[row], pair_per_step[row] = _deepest_contact(data)
         energy = _total_energy(data) - energy_start
@@ -126,6 +142,13 @@ def check_stability(
                 where = _pair_name(model, body_names, pair_per_step[index])
                 worst.update(float(depth_per_step[index]) * 1000, float(times[index]), where)
 
+    drift = _Drift()
+    if done > 0:
+        settled = min(done - 1, round(thresholds.contact_settling_s / model.opt.timestep))
+        drift = _worst_drift(
+            model, data, body_names, moving, xpos0, xquat0, xpos[settled:done], xquat[settled:done], settled, thresholds
+        )
+
     warnings = {
         mujoco.mjtWarning(index).name: int(data.warning[index].number)
         for index in range(len(data.warning))
@@ -141,6 +164,8 @@ def check_stability(
         "penetration_t0_mm": round(initial_penetration.value, 6),
         "penetration_after_settling_mm": round(settling_penetration.value, 6),
         "penetration_at_rest_mm": round(rest_penetration.value, 6),
+        "max_drift_mm": round(drift.distance_mm, 4),
+        "max_drift_deg": round(drift.angle_deg, 4),
         "warnings": sum(warnings.values()),
     }
 
@@ -158,10 +183,16 @@ def check_stability(
     if warnings:
         hints = sorted({_WARNING_HINTS.get(name, "see the MuJoCo docs for this warning") for name in warnings})
         problems.append(f"MuJoCo raised warnings {warnings}: {'; '.join(hints)}")
-    if initial_penetration.value > thresholds.max_penetration_initial_mm:
+    initial_limit_mm = max(thresholds.max_penetration_initial_mm, equilibrium_depth_mm)
+    drifted = drift.distance_mm > thresholds.max_drift_mm or drift.angle_deg > thresholds.max_drift_deg
+    pushed_apart = drifted and drift.body in initial_pair
+    if initial_penetration.value > initial_limit_mm or (
+        initial_penetration.value > thresholds.max_penetration_initial_mm and pushed_apart
+    ):
         problems.append(
             f"{initial_penetration.where} interpenetrate by {initial_penetration.value:.3g} mm at t=0 "
-            f"(limit {thresholds.max_penetration_initial_mm:g} mm); move them apart, leaving a gap of ~0.05 mm"
+            f"(limit {thresholds.max_penetration_initial_mm:g} mm, or the contact's {equilibrium_depth_mm:.2g} mm soft "
+            "layer when nothing moves); move them apart, leaving a gap of ~0.05 mm"
         )
     if linear.value > thresholds.max_linear_speed_m_s:
         problems.append(
@@ -193,11 +224,151 @@ def check_stability(
             f"(limit {thresholds.max_penetration_rest_mm:g} mm): a body is sunk into its support; "
             "check that collision shapes match the parts and that masses are realistic"
         )
+    if drifted and not problems:
+        problems.append(drift.describe(thresholds))
     duration = time.perf_counter() - started
     metrics["wall_s"] = round(duration, 4)
     if problems:
         return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration)
     return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration)
+
+
+@dataclass
+class _Drift:
+    """The largest drift of a movable body from its declared pose, relative to what supports it."""
+
+    distance_mm: float = 0.0
+    angle_deg: float = 0.0
+    body: str = ""
+    support: str = ""
+    time_s: float = 0.0
+    displacement_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def describe(self, thresholds: StabilityThresholds) -> str:
+        relative = f", relative to {self.support!r}" if self.support else ""
+        moved = f"moved {self.distance_mm:.3g} mm from its declared pose ({_direction(self.displacement_mm)}{relative})"
+        if self.angle_deg > thresholds.max_drift_deg:
+            moved += f" and turned {self.angle_deg:.3g}°"
+        return (
+            f"body {self.body!r} does not start at rest: it {moved} by "
+            f"t={self.time_s:.3f} s (limits {thresholds.max_drift_mm:g} mm, {thresholds.max_drift_deg:g}°). Lower it onto "
+            "its support (a 0.05 mm gap), support it under its centre of mass, widen its footprint, or raise the "
+            "friction where it would slide"
+        )
+
+
+def _direction(vector_mm: tuple[float, float, float]) -> str:
+    axis = int(np.argmax(np.abs(vector_mm)))
+    sign = "+" if vector_mm[axis] >= 0 else "−"
+    words = {(2, "−"): ": down", (2, "+"): ": up"}.get((axis, sign), "")
+    return f"mostly {sign}{'xyz'[axis]}{words}"
+
+
+def _soft_layer_mm(data: mujoco.MjData) -> float:
+    """The widest soft layer (solimp width) among the contacts at the current state, in mm."""
+    contacts = data.contact
+    active = contacts.exclude == 0
+    if not active.any():
+        return 0.0
+    return float(np.max(contacts.solimp[active, 2])) * 1000
+
+
+def _supports(model: mujoco.MjModel, data: mujoco.MjData, moving: npt.NDArray[np.bool_]) -> dict[int, int]:
+    """For each movable body in contact, the body that pushes it up hardest (its support) at this state."""
+    best: dict[int, tuple[float, int]] = {}
+    force = np.zeros(6)
+    for index in range(data.ncon):
+        contact = data.contact[index]
+        if contact.exclude != 0:
+            continue
+        first, second = int(model.geom_bodyid[contact.geom1]), int(model.geom_bodyid[contact.geom2])
+        mujoco.mj_contactForce(model, data, index, force)
+        # The contact frame's x axis is the normal, pointing from geom1 to geom2.
+        upward = float(force[0] * contact.frame[2])  # the normal force's z component on geom2's body
+        for body, other, lift in ((second, first, upward), (first, second, -upward)):
+            if moving[body] and lift > best.get(body, (0.0, 0))[0]:
+                best[body] = (lift, other)
+    return {body: other for body, (_, other) in best.items()}
+
+
+def _worst_drift(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    body_names: list[str],
+    moving: npt.NDArray[np.bool_],
+    xpos0: npt.NDArray[np.float64],
+    xquat0: npt.NDArray[np.float64],
+    xpos: npt.NDArray[np.float64],
+    xquat: npt.NDArray[np.float64],
+    first_step: int,
+    thresholds: StabilityThresholds,
+) -> _Drift:
+    """Each movable body's largest displacement and rotation from its start over the rollout, measured
+    against the body supporting it at the end (a stack's boxes each sink a little into the one below)."""
+    supports = _supports(model, data, moving)
+    worst, worst_ratio = _Drift(), 0.0
+    for body in np.flatnonzero(moving):
+        if model.body_parentid[body] != 0 and moving[model.body_parentid[body]]:
+            continue  # a child of a moving body moves with its parent: the parent is measured
+        support = supports.get(int(body), 0)
+        # Positions and rotations in the support's frame: a load on a beam that gives a little at its
+        # joint stop moves with the beam, and that is not a drift of the load.
+        start = _in_frame(xpos0[support], xquat0[support], xpos0[body][None])[0]
+        path = _in_frames(xpos[:, support], xquat[:, support], xpos[:, body])
+        shift = path - start
+        distances = np.linalg.norm(shift, axis=1) * 1000
+        angles = _relative_rotation_deg(xquat0[support], xquat0[body], xquat[:, support], xquat[:, body])
+        # The body's worst moment, by whichever limit it comes closest to breaking.
+        ratio = np.maximum(distances / thresholds.max_drift_mm, angles / thresholds.max_drift_deg)
+        step = int(np.argmax(ratio))
+        if float(ratio[step]) > worst_ratio:
+            worst_ratio = float(ratio[step])
+            worst = _Drift(
+                distance_mm=float(distances[step]),
+                angle_deg=float(angles[step]),
+                body=body_names[body],
+                support=body_names[support] if support else "",
+                time_s=(first_step + step + 1) * float(model.opt.timestep),
+                displacement_mm=tuple(float(v) * 1000 for v in shift[step]),  # type: ignore[arg-type]
+            )
+    return worst
+
+
+def _matrices(quats: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Rotation matrices of unit quaternions (w, x, y, z), shape (..., 3, 3)."""
+    w, x, y, z = (quats[..., i] for i in range(4))
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def _in_frame(
+    origin: npt.NDArray[np.float64], quat: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    return np.einsum("ji,nj->ni", _matrices(quat), points - origin)
+
+
+def _in_frames(
+    origins: npt.NDArray[np.float64], quats: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Each point expressed in the frame (origin, quat) of the same row."""
+    return np.einsum("nji,nj->ni", _matrices(quats), points - origins)
+
+
+def _relative_rotation_deg(
+    support0: npt.NDArray[np.float64], body0: npt.NDArray[np.float64], supports: npt.NDArray[np.float64], bodies: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """How far (degrees) the body turned relative to its support since the start, per row."""
+    start = _matrices(support0).T @ _matrices(body0)
+    now = np.einsum("nji,njk->nik", _matrices(supports), _matrices(bodies))
+    change = np.einsum("ij,njk->nik", start.T, now)
+    cos = np.clip((np.trace(change, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
+    return np.degrees(np.arccos(cos))
 
 
 def _total_energy(data: mujoco.MjData) -> float:

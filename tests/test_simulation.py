@@ -133,11 +133,13 @@ def test_resting_penetration_threshold_names_the_bodies(build_scene: BuildScene)
 
 
 def test_peg_enters_decomposed_hole(build_scene: BuildScene) -> None:
-    """FIELD_NOTES pitfall: with convex pieces the dropped peg goes into the hole (and stays stable)."""
+    """FIELD_NOTES pitfall: with convex pieces the dropped peg goes into the hole; it does not start at rest."""
     scene = build_scene("broken_peg_on_hull", block_collision=Collision.DECOMPOSE)
     model = compile_mjcf(scene.xml_path)
     result = check_stability(model)
-    assert result.passed, result.message
+    assert not result.passed and result.message.startswith("body 'peg' does not start at rest: it moved 2")
+    assert "(mostly −z: down, relative to 'block')" in result.message
+    assert result.metrics["max_linear_speed_m_s"] < 5 and result.metrics["penetration_at_rest_mm"] < 0.5
     script = load_script("broken_peg_on_hull").__globals__
     data = _settle(model, 1.0)
     peg_bottom_mm = data.body("peg").xpos[2] * 1000 - script["PEG_LENGTH_MM"] / 2
@@ -153,3 +155,40 @@ def test_peg_rests_on_single_hull(build_scene: BuildScene) -> None:
     data = _settle(compile_mjcf(scene.xml_path), 1.0)
     peg_bottom_mm = data.body("peg").xpos[2] * 1000 - script["PEG_LENGTH_MM"] / 2
     assert peg_bottom_mm == pytest.approx(script["BLOCK_MM"][2], abs=0.5)
+
+
+CALIBRATION = Path(__file__).parent / "data" / "mjcf_calibration"
+
+
+@pytest.mark.parametrize(
+    ("scene", "expected"),
+    [
+        ("box_baked_at_rest.xml", None),
+        ("stack_baked_at_rest.xml", None),  # 0.37 mm into its contacts at t=0, at their equilibrium
+        ("mujoco_dominos_standing.xml", None),
+        ("mujoco_mug_collision.xml", None),
+        ("box_dropping_8mm.xml", "body 'box' does not start at rest: it moved 8.9"),
+        ("box_on_35deg_ramp.xml", "body 'box' does not start at rest: it moved"),
+        ("box_3mm_inside_floor.xml", "bodies 'world' and 'box' interpenetrate by 3 mm at t=0"),
+        ("mujoco_dominos.xml", "interpenetrate"),
+        ("mujoco_newton_cradle.xml", "body 'perturbed0' does not start at rest"),
+        ("mujoco_stonehenge.xml", "wrecking ball"),
+        ("mujoco_slider_crank.xml", "does not start at rest"),
+    ],
+    ids=lambda value: str(value).removesuffix(".xml") if isinstance(value, str) and value.endswith(".xml") else "",
+)
+def test_at_rest_calibration_scenes(scene: str, expected: str | None) -> None:
+    result = check_stability(mujoco.MjModel.from_xml_path(str(CALIBRATION / scene)))
+    if expected is None:
+        assert result.passed, result.message
+        assert result.metrics["max_drift_mm"] < 0.5 and result.metrics["max_drift_deg"] < 0.5
+    else:
+        assert not result.passed and expected in result.message, result.message
+
+
+def test_a_drift_message_names_the_body_the_direction_and_the_fix() -> None:
+    result = check_stability(mujoco.MjModel.from_xml_path(str(CALIBRATION / "box_dropping_8mm.xml")))
+    assert "(mostly −z: down)" in result.message
+    assert "Lower it onto its support" in result.message and "raise the friction" in result.message
+    ramp = check_stability(mujoco.MjModel.from_xml_path(str(CALIBRATION / "box_on_35deg_ramp.xml")))
+    assert "mostly −x" in ramp.message and ramp.metrics["max_linear_speed_m_s"] < 5  # speed alone never saw it

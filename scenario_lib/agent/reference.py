@@ -156,9 +156,11 @@ def stage_rules() -> str:
 4. stability: 1 s of passive simulation: no NaN, no MuJoCo warnings, speed ≤ {T.max_linear_speed_m_s:g} m/s,
    angular speed ≤ {T.max_angular_speed_rad_s:g} rad/s, energy gain ≤ {T.max_energy_gain_fraction:.0%} of m·g·extent,
    penetration ≤ {T.max_penetration_initial_mm:g} mm at t=0, ≤ {T.max_penetration_settling_mm:g} mm after
-   {T.settling_time_s * 1000:g} ms, ≤ {T.max_penetration_rest_mm:g} mm over the last {T.rest_window_s:g} s. So: free
-   bodies start 0.05–0.1 mm above their support, jointed bodies rest at a stop or a gravity-neutral pose, and
-   every body is supported.
+   {T.settling_time_s * 1000:g} ms, ≤ {T.max_penetration_rest_mm:g} mm over the last {T.rest_window_s:g} s; and AT REST: after
+   {T.contact_settling_s:g} s no movable body is more than {T.max_drift_mm:g} mm or {T.max_drift_deg:g}° from its declared pose,
+   measured relative to the body it rests on (nothing drops, slides, creeps, tips or swings). So: free bodies start
+   0.05–0.1 mm above their support, jointed bodies rest at a stop or a gravity-neutral pose, and every body is
+   supported under its centre of mass.
 5. task: the success condition names real bodies with the right motion (InsideZone: a FREE body; JointInRange:
    a Hinge or Slide body, its [low, high] overlapping the joint range); zones lie within the scene (at most
    {ZONE_REACH_MARGIN:.0%} of its size beyond the bodies); the condition does NOT hold at t=0.

@@ -88,7 +88,9 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     elif side == "right":
         anchor, axis, free_edge = (panel_w / 2, panel_t / 2, 0.0), (0.0, 0.0, -1.0), (-panel_w / 2, 0.0)
     else:
-        anchor, axis, free_edge = (0.0, panel_t / 2, panel_h / 2), (1.0, 0.0, 0.0), (0.0, -panel_h / 2)
+        # At mid-thickness the flap hangs with its centre of mass under the axis (a handle on +y only
+        # adds torque towards the closed stop), so it starts at rest.
+        anchor, axis, free_edge = (0.0, 0.0, panel_h / 2), (1.0, 0.0, 0.0), (0.0, -panel_h / 2)
     if DESIGN["handle"]:
         grip_l = 0.25 * (panel_h if side != "top" else panel_w)
         grip_s = max(12.0 * math.sqrt(sx * sz), 8.0)

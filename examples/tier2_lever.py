@@ -47,7 +47,9 @@ RANGES = {
 BASE_THICKNESS_MM = 12.0
 END_CLEARANCE_MM = 2.0  # between a beam end and the base at either stop
 FULCRUM_GAP_MM = 1.0  # between the beam and the fulcrum it pivots on (the hinge carries the beam)
-GAP_MM = 0.05  # the load starts this far above the beam
+GAP_MM = 0.05  # the load starts this far above the beam (and from its stop lip)
+LIP_THICKNESS_MM = 3.0
+LIP_HEIGHT_MM = 4.0
 
 
 def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
@@ -83,6 +85,19 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
                 pose=Pose(position_mm=(-short_arm + grip / 2, 0, thickness / 2 + grip / 2 - 0.5)),
             )
         )
+
+    if DESIGN["with_load"]:
+        load_size = min(p["load_size_mm"] * math.sqrt(sx * sy), 0.4 * long_arm, 0.9 * width + 10)
+        # A slender load would topple on the tilted beam: no taller than 1.5 × its footprint.
+        load_height = min(p["load_size_mm"] * sz, 1.5 * load_size)
+        # A stop lip just downhill of the load: on the tilted beam its soft friction contact would let it
+        # creep (~1 mm/s), so it rests against the lip instead.
+        lip_t, lip_h = LIP_THICKNESS_MM, min(LIP_HEIGHT_MM, 0.3 * load_height)
+        load_along = long_arm - load_size / 2 - max(5.0 * sx, lip_t + 1.0)
+        lip_x = load_along + load_size / 2 + GAP_MM + lip_t / 2
+        lip_z = thickness / 2 + lip_h / 2 - 0.5
+        extras.append(Pos(lip_x, 0, lip_z) * SolidBox(lip_t, width, lip_h + 1))
+        beam_collision.append(Box(half_size_mm=(lip_t / 2, width / 2, lip_h / 2 + 0.5), pose=Pose(position_mm=(lip_x, 0, lip_z))))
 
     if extras:
         beam = beam.fuse(*extras)
@@ -140,10 +155,7 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
         )
     )
     if DESIGN["with_load"]:
-        size = min(p["load_size_mm"] * math.sqrt(sx * sy), 0.4 * long_arm, 0.9 * width + 10)
-        # A slender load would topple on the tilted beam: no taller than 1.5 × its footprint.
-        height = min(p["load_size_mm"] * sz, 1.5 * size)
-        along = long_arm - size / 2 - 5.0 * sx
+        size, height, along = load_size, load_height, load_along
         up = thickness / 2 + height / 2 + GAP_MM
         angle = math.radians(tilt)
         # The load sits on the tilted beam: beam-frame (along, 0, up) turned by +tilt about y.

@@ -9,7 +9,7 @@ import math
 import random
 
 from build123d import Box as SolidBox
-from build123d import Pos
+from build123d import CenterOf, Pos
 
 from scenario_lib.contract import (
     Body,
@@ -52,6 +52,11 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     frame_t = panel_t + 10.0 * sy
     panel_w, panel_h = width - 2 * GAP_MM, height - 2 * GAP_MM
     panel_cz = height / 2  # opening from z = 0 (base top) to z = height
+    if DESIGN["hinge_side"] == "top":
+        # A top flap may hang at its equilibrium angle (below), which lowers its far bottom edge by up
+        # to sqrt(t² + h²) − h: leave that much more room above the base.
+        panel_h -= math.hypot(panel_t, panel_h) - panel_h
+        panel_cz = height - GAP_MM - panel_h / 2
 
     # Frame: two posts and a lintel, cut as one block minus the opening (one boolean, one solid).
     post_h = height + frame_w
@@ -88,9 +93,7 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     elif side == "right":
         anchor, axis, free_edge = (panel_w / 2, panel_t / 2, 0.0), (0.0, 0.0, -1.0), (-panel_w / 2, 0.0)
     else:
-        # At mid-thickness the flap hangs with its centre of mass under the axis (a handle on +y only
-        # adds torque towards the closed stop), so it starts at rest.
-        anchor, axis, free_edge = (0.0, 0.0, panel_h / 2), (1.0, 0.0, 0.0), (0.0, -panel_h / 2)
+        anchor, axis, free_edge = (0.0, panel_t / 2, panel_h / 2), (1.0, 0.0, 0.0), (0.0, -panel_h / 2)
     if DESIGN["handle"]:
         grip_l = 0.25 * (panel_h if side != "top" else panel_w)
         grip_s = max(12.0 * math.sqrt(sx * sz), 8.0)
@@ -107,6 +110,19 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
         panel_collision.append(Box(half_size_mm=(hx, grip_depth / 2 + 0.5, hz), pose=Pose(position_mm=(cx, cy, cz))))
 
     open_range = p["open_range_deg"]
+    door_pose = Pose(position_mm=(0, 0, panel_cz))
+    if side == "top":
+        # A top flap hangs where its centre of mass is under the hinge. The axis is on the +y face (so
+        # the flap swings clear of the frame), so unless a handle weighs it towards +y (and gravity
+        # holds it on the closed stop), it starts at that hanging angle, turned about the hinge line.
+        com = panel.center(CenterOf.MASS)
+        ry, rz = com.Y - anchor[1], com.Z - anchor[2]
+        hang = math.atan2(-ry, -rz) if ry < 0 else 0.0
+        y, z = -anchor[1], -anchor[2]  # the panel origin relative to the hinge line
+        door_pose = Pose(
+            position_mm=(0, anchor[1] + y * math.cos(hang) - z * math.sin(hang), panel_cz + anchor[2] + y * math.sin(hang) + z * math.cos(hang)),
+            euler_deg=(math.degrees(hang), 0, 0),
+        )
     base_t = BASE_THICKNESS_MM * sz
     base_hx = width / 2 + frame_w + 40 * sx
     # The base reaches from just behind the frame to past the swing of the door's free edge.
@@ -127,7 +143,7 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
             name="door",
             part=panel,
             motion=Hinge(axis=axis, anchor_mm=anchor, range_deg=(0.0, open_range), damping=p["damping_n_m_s"]),
-            pose=Pose(position_mm=(0, 0, panel_cz)),
+            pose=door_pose,
             primitives=tuple(panel_collision),
             density_kg_m3=600.0,
             rgba=(0.8, 0.65, 0.45, 1.0),

@@ -27,6 +27,7 @@ from scenario_lib.validation import SeedValidation, library_versions
 SCRIPT_FILE = "scenario.py"
 REPORT_FILE = "validation.json"
 PREVIEW_FILE = "preview.png"
+DEMONSTRATION_FILE = "demonstration.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
 
@@ -54,6 +55,7 @@ class ScenarioManifest(BaseModel):
     stage_reached: str
     attempt: int = 1
     script_sha256: str
+    demonstration_sha256: str | None = None  # of demonstration.json, the base seed's solvability demonstration
     files: list[FileEntry] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -82,6 +84,8 @@ def write_scenario_folder(
         result.scene.write(folder)
     if result.preview_png is not None:
         (folder / PREVIEW_FILE).write_bytes(result.preview_png)
+    if result.demonstration is not None and report.passed:
+        (folder / DEMONSTRATION_FILE).write_bytes(result.demonstration)
 
     scenario = result.scenario
     manifest = ScenarioManifest(
@@ -98,6 +102,9 @@ def write_scenario_folder(
         stage_reached=result.report.stage_reached.value,
         attempt=attempt,
         script_sha256=report.script_sha256,
+        demonstration_sha256=(
+            hashlib.sha256(result.demonstration).hexdigest() if result.demonstration is not None and report.passed else None
+        ),
         files=_file_entries(folder),
         versions=report.versions or library_versions(),
     )

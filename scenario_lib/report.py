@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Metric = float | int | bool | str
 
@@ -21,6 +23,7 @@ class Stage(str, Enum):
     MJCF = "mjcf"
     STABILITY = "stability"
     TASK = "task"
+    SOLVABILITY = "solvability"
 
 
 STAGE_ORDER: tuple[Stage, ...] = tuple(Stage)
@@ -30,6 +33,12 @@ class Verdict(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     SKIPPED = "skipped"
+    # The stage does not apply: a report stored before it existed, or a raw MJCF file (no task).
+    NOT_APPLICABLE = "not_applicable"
+
+
+# Version 2 added the solvability stage; version-1 reports read with it NOT_APPLICABLE.
+REPORT_FORMAT_VERSION = 2
 
 
 class StageResult(BaseModel):
@@ -67,7 +76,9 @@ class SeedReport(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return all(result.passed for result in self.stages) and len(self.stages) == len(STAGE_ORDER)
+        """Every stage ran and passed (a stage that does not apply counts as passed)."""
+        done = all(result.verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE) for result in self.stages)
+        return done and {result.stage for result in self.stages} == set(STAGE_ORDER)
 
     @property
     def first_failure(self) -> StageResult | None:
@@ -75,18 +86,47 @@ class SeedReport(BaseModel):
 
     @property
     def stage_reached(self) -> Stage:
-        """The last stage that ran (the failing one, or TASK when all passed)."""
+        """The last stage that ran (the failing one, or the last applicable one when all passed)."""
         failure = self.first_failure
-        return failure.stage if failure else self.stages[-1].stage
+        if failure:
+            return failure.stage
+        ran = [result.stage for result in self.stages if result.verdict is Verdict.PASS]
+        return ran[-1] if ran else self.stages[-1].stage
 
 
 class ValidationReport(BaseModel):
     """The outcome of validating one script across the randomization harness."""
 
+    format_version: int = REPORT_FORMAT_VERSION
     script_sha256: str
     seeds: list[SeedReport]
     versions: dict[str, str] = Field(default_factory=dict)
     duration_s: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Read a version-1 report (no solvability stage): the stage is recorded as not applicable."""
+        if not isinstance(data, dict) or data.get("format_version", 1) >= REPORT_FORMAT_VERSION:
+            return data
+        seeds = []
+        for seed in data.get("seeds", []):
+            if not isinstance(seed, dict):
+                seeds.append(seed)
+                continue
+            stages = list(seed.get("stages", []))
+            if not any(isinstance(s, dict) and s.get("stage") == Stage.SOLVABILITY.value for s in stages):
+                failed = any(isinstance(s, dict) and s.get("verdict") == Verdict.FAIL.value for s in stages)
+                stages.append(
+                    {
+                        "stage": Stage.SOLVABILITY.value,
+                        "verdict": (Verdict.SKIPPED if failed else Verdict.NOT_APPLICABLE).value,
+                        "message": "validated before the solvability stage existed (report format 1); "
+                        "`scenarios revalidate` runs it",
+                    }
+                )
+            seeds.append({**seed, "stages": stages})
+        return {**data, "format_version": REPORT_FORMAT_VERSION, "seeds": seeds}
 
     @property
     def passed(self) -> bool:

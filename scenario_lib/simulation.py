@@ -69,7 +69,14 @@ class _Worst:
 def check_stability(
     model: mujoco.MjModel, duration_s: float = 1.0, thresholds: StabilityThresholds = DEFAULT_THRESHOLDS
 ) -> StageResult:
-    """Simulate ``model`` passively for ``duration_s`` and check speeds, energy, penetration and warnings."""
+    """Simulate ``model`` passively for ``duration_s`` and check speeds, energy, penetration, warnings and rest."""
+    return simulate_passive(model, duration_s, thresholds)[0]
+
+
+def simulate_passive(
+    model: mujoco.MjModel, duration_s: float = 1.0, thresholds: StabilityThresholds = DEFAULT_THRESHOLDS
+) -> tuple[StageResult, npt.NDArray[np.float64]]:
+    """`check_stability`, also returning the passive rollout's final ``qpos`` (for the negative control)."""
     started = time.perf_counter()
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
@@ -228,9 +235,10 @@ def check_stability(
         problems.append(drift.describe(thresholds))
     duration = time.perf_counter() - started
     metrics["wall_s"] = round(duration, 4)
+    final_qpos = data.qpos.copy()
     if problems:
-        return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration)
-    return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration)
+        return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration), final_qpos
+    return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration), final_qpos
 
 
 @dataclass

@@ -21,7 +21,7 @@ ZONE_REACH_MARGIN = 0.25
 
 def is_success(scenario: Scenario, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
     """Whether the success condition of ``scenario`` holds in ``data`` (positions must be current)."""
-    return _goal_distance(scenario.success, model, data) <= 0.0
+    return goal_distance(scenario.success, model, data) <= 0.0
 
 
 def check_task(scenario: Scenario, model: mujoco.MjModel) -> StageResult:
@@ -32,7 +32,7 @@ def check_task(scenario: Scenario, model: mujoco.MjModel) -> StageResult:
     problems = _check_condition(scenario.success, scenario, model, data)
     metrics: dict[str, Metric] = {}
     if not problems:
-        distance = _goal_distance(scenario.success, model, data)
+        distance = goal_distance(scenario.success, model, data)
         metrics["goal_distance_t0"] = round(distance, 6)
         if distance <= 0.0:
             problems.append(
@@ -89,10 +89,10 @@ def _check_condition(
     return problems
 
 
-def _goal_distance(condition: SuccessCondition, model: mujoco.MjModel, data: mujoco.MjData) -> float:
+def goal_distance(condition: SuccessCondition, model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """0 when the condition holds, else how far from it: mm for zones and slides, degrees for hinges."""
     if isinstance(condition, AllOf):
-        return max(_goal_distance(inner, model, data) for inner in condition.conditions)
+        return max(goal_distance(inner, model, data) for inner in condition.conditions)
     body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, condition.body)
     if body_id < 0:
         return math.inf

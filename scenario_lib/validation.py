@@ -1,7 +1,7 @@
 """The strict validation pipeline and its randomization harness.
 
 One script is built in the sandbox for several (seed, scale) pairs; each build then passes, in the
-trusted parent, through the stages code → geometry → mjcf → stability → task. The first failing stage
+trusted parent, through the stages code → geometry → mjcf → stability → task → solvability. The first failing stage
 ends that seed's run; later stages are recorded as skipped.
 """
 
@@ -82,6 +82,7 @@ class SeedValidation:
     scenario: Scenario | None
     scene: SceneFiles | None
     preview_png: bytes | None = None
+    demonstration: bytes | None = None  # the solvability stage's demonstration (JSON), when it passed
 
 
 def script_sha256(source: str) -> str:
@@ -196,15 +197,18 @@ class Validator:
         from scenario_lib.collision import collision_meshes
         from scenario_lib.geometry import geometry_stage
         from scenario_lib.mjcf import assemble_mjcf, mjcf_stage
-        from scenario_lib.simulation import check_stability
+        from scenario_lib.simulation import simulate_passive
+        from scenario_lib.solvability import check_solvability
         from scenario_lib.task import check_task
 
         stages: list[StageResult] = []
 
-        def finish(scenario: Scenario | None = None, scene: SceneFiles | None = None) -> SeedValidation:
+        def finish(
+            scenario: Scenario | None = None, scene: SceneFiles | None = None, demonstration: bytes | None = None
+        ) -> SeedValidation:
             if stages[-1].verdict is Verdict.FAIL:
                 stages.extend(_skipped(stages[-1].stage))
-            return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene)
+            return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene, demonstration=demonstration)
 
         stages.append(outcome.code_stage())
         if not outcome.ok or outcome.scenario_json is None:
@@ -244,12 +248,18 @@ class Validator:
         if model is None or not stages[-1].passed:
             return finish(scenario, scene)
 
-        stages.append(check_stability(model, duration_s=self.config.sim_duration_s))
+        stability, passive_qpos = simulate_passive(model, duration_s=self.config.sim_duration_s)
+        stages.append(stability)
         if not stages[-1].passed:
             return finish(scenario, scene)
 
         stages.append(check_task(scenario, model))
-        result = finish(scenario, scene)
+        if not stages[-1].passed:
+            return finish(scenario, scene)
+
+        solvability, demonstration = check_solvability(scenario, model, passive_qpos)
+        stages.append(solvability)
+        result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
         if render_preview and result.report.passed:
             from scenario_lib.render import render_preview as render
 
@@ -259,7 +269,7 @@ class Validator:
                 # A preview is a convenience: a machine without headless OpenGL still validates.
                 logger.warning("no preview rendered: %s", err)
                 return result
-            return SeedValidation(result.report, scenario, scene, preview_png=preview)
+            return SeedValidation(result.report, scenario, scene, preview_png=preview, demonstration=result.demonstration)
         return result
 
 

@@ -357,7 +357,8 @@ def verify_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
         ctx.seed_validations[sha] = seed_validation
         reward = attempt_reward(report)
         feedback = None if report.passed else _feedback_from(report, attempt)
-        stage_reached = "task" if report.passed or feedback is None or feedback.stage is None else feedback.stage
+        last = STAGE_ORDER[-1].value
+        stage_reached = last if report.passed or feedback is None or feedback.stage is None else feedback.stage
         span.set_attributes(
             {
                 "scenario.passed": report.passed,

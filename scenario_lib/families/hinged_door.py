@@ -51,6 +51,11 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     frame_w = p["frame_width_mm"] * math.sqrt(sx * sz)
     frame_t = panel_t + 10.0 * sy
     panel_w, panel_h = width - 2 * GAP_MM, height - 2 * GAP_MM
+    # A side-hinged panel turns about its +y edge; its back corner on the hinge side sweeps a circle of
+    # radius panel_t towards the post, so the panel keeps that much more room from the hinge-side post.
+    side_room = panel_t if DESIGN["hinge_side"] in ("left", "right") else 0.0
+    panel_w -= side_room
+    panel_cx = {"left": side_room / 2, "right": -side_room / 2}.get(str(DESIGN["hinge_side"]), 0.0)
     panel_cz = height / 2  # opening from z = 0 (base top) to z = height
     if DESIGN["hinge_side"] == "top":
         # A top flap may hang at its equilibrium angle (below), which lowers its far bottom edge by up
@@ -110,7 +115,7 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
         panel_collision.append(Box(half_size_mm=(hx, grip_depth / 2 + 0.5, hz), pose=Pose(position_mm=(cx, cy, cz))))
 
     open_range = p["open_range_deg"]
-    door_pose = Pose(position_mm=(0, 0, panel_cz))
+    door_pose = Pose(position_mm=(panel_cx, 0, panel_cz))
     if side == "top":
         # A top flap hangs where its centre of mass is under the hinge. The axis is on the +y face (so
         # the flap swings clear of the frame), so unless a handle weighs it towards +y (and gravity

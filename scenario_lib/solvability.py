@@ -1,0 +1,537 @@
+"""Solvability: a physical demonstration takes the scene from its initial state to success.
+
+The stage runs after task. The generic oracle solves every success condition from the scene alone,
+acting only through the bounded `scenario_lib.actuation.Hand`:
+
+* `InsideZone` on a free body: grasp it, lift it clear of everything else, carry it above the zone
+  while turning it to the first orientation that fits there (the body's start orientation, then the
+  23 other axis-aligned turns of it, smallest turn first; "fits" is checked kinematically along the
+  way down), descend into the zone, release, and let it settle: it must stay in the zone;
+* `JointInRange`: hold the jointed body and drive its joint to the middle of the target range; the
+  condition is checked at the end of the demonstration **while still driven** (a door held open, a
+  lever held at its stop: a released joint may fall back, which is the scene's physics, not the task);
+* `AllOf`: its conditions in order, each from the state the last one left.
+
+A body that cannot follow its target within the hand's bounds is blocked: the stage fails naming the
+body, where it stuck, the target, and what it touches. The demonstration (actions at the control rate
+and the state after each) is data: `Demonstration` round-trips through JSON, and `replay` reproduces
+it bit for bit. The negative control (the passive rollout must not reach success, nor end within
+`NEGATIVE_MARGIN` of it) is checked here too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+import numpy.typing as npt
+
+from scenario_lib.actuation import (
+    CONTROL_PERIOD_S,
+    Hand,
+    HandAction,
+    HandLimits,
+    quat_from_rotation_vector,
+    rotation_vector_from_quat,
+)
+from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, SuccessCondition
+from scenario_lib.report import Metric, Stage, StageResult
+from scenario_lib.task import goal_distance, is_success
+
+DEMONSTRATION_FORMAT_VERSION = 1
+GENERIC_ORACLE = "generic_oracle"
+# The passive rollout must end at least this far from success (mm for zones and slides, degrees for hinges).
+NEGATIVE_MARGIN = 1.0
+LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
+FIT_PENETRATION_M = 0.0002  # a pose "fits" when the body overlaps nothing by more than this
+POSITION_TOLERANCE_M = 0.001
+ANGLE_TOLERANCE_RAD = math.radians(2.0)
+DESCENT_SPEED_M_S = 0.15
+SETTLE_S = 0.3
+HOLD_S = 0.1
+MAX_PENETRATION_MM = 3.0  # deeper for DEEP_STEPS_BLOCKED control steps, and the hand pushed a body into another
+DEEP_STEPS_BLOCKED = 3
+MAX_ORIENTATION_TRIES = 3
+STALL_WINDOW_S = 0.5  # a driven joint that moves less than 2 % of the way left in this long is stalled
+MAX_DRIVE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A demonstration as data: the actions at the control rate and the state after each."""
+
+    source: str
+    control_period_s: float
+    bodies: tuple[str, ...]
+    actions: tuple[tuple[float, ...], ...]
+    qpos: tuple[tuple[float, ...], ...]  # qpos after each action
+    format_version: int = DEMONSTRATION_FORMAT_VERSION
+
+    def to_json(self) -> bytes:
+        payload = {
+            "format_version": self.format_version,
+            "source": self.source,
+            "control_period_s": self.control_period_s,
+            "bodies": list(self.bodies),
+            "actions": [list(action) for action in self.actions],
+            "qpos": [list(state) for state in self.qpos],
+        }
+        return (json.dumps(payload, separators=(",", ":")) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Demonstration:
+        payload = json.loads(data)
+        if payload.get("format_version") != DEMONSTRATION_FORMAT_VERSION:
+            raise ValueError(
+                f"demonstration format_version {payload.get('format_version')!r} is not {DEMONSTRATION_FORMAT_VERSION}; "
+                "re-validate the scenario with this version of scenario-lib"
+            )
+        return cls(
+            source=str(payload["source"]),
+            control_period_s=float(payload["control_period_s"]),
+            bodies=tuple(str(name) for name in payload["bodies"]),
+            actions=tuple(tuple(float(v) for v in action) for action in payload["actions"]),
+            qpos=tuple(tuple(float(v) for v in state) for state in payload["qpos"]),
+        )
+
+
+@dataclass
+class _Blocked(Exception):
+    """The demonstration could not go on: why, for the stage's message."""
+
+    message: str
+
+
+@dataclass
+class _Run:
+    """A demonstration in progress: the hand, the record, and the figures the report carries."""
+
+    scenario: Scenario
+    model: mujoco.MjModel
+    data: mujoco.MjData
+    hand: Hand
+    actions: list[tuple[float, ...]] = field(default_factory=list)
+    states: list[tuple[float, ...]] = field(default_factory=list)
+    path_length_m: float = 0.0
+    peak_contact_force_n: float = 0.0
+    max_penetration_mm: float = 0.0
+    tightest_clearance_mm: float = math.inf
+    success_at_s: float | None = None
+    deep_steps: int = 0
+
+    def act(self, action: HandAction) -> None:
+        body_id = self.hand.bodies[action.body].body_id
+        before = self.data.xpos[body_id].copy()
+        self.hand.act(action)
+        self.actions.append(tuple(float(v) for v in action.to_vector()))
+        self.states.append(tuple(float(v) for v in self.data.qpos))
+        self.path_length_m += float(np.linalg.norm(self.data.xpos[body_id] - before))
+        self._measure_contacts(body_id, held=action.grasp)
+        if self.success_at_s is None and is_success(self.scenario, self.model, self.data):
+            self.success_at_s = len(self.actions) * CONTROL_PERIOD_S
+
+    @property
+    def time_s(self) -> float:
+        return len(self.actions) * CONTROL_PERIOD_S
+
+    def _measure_contacts(self, body_id: int, *, held: bool) -> None:
+        force = np.zeros(6)
+        deepest_now = 0.0
+        for index in range(self.data.ncon):
+            contact = self.data.contact[index]
+            bodies = (self.model.geom_bodyid[contact.geom1], self.model.geom_bodyid[contact.geom2])
+            if body_id not in bodies or contact.exclude != 0:
+                continue
+            mujoco.mj_contactForce(self.model, self.data, index, force)
+            self.peak_contact_force_n = max(self.peak_contact_force_n, float(abs(force[0])))
+            other = bodies[1] if bodies[0] == body_id else bodies[0]
+            # Pushed through geometry means into the fixed scene; a load riding on a tipped lever is a
+            # passenger (and cylinder-on-box contacts report deep transient overlaps as it rolls).
+            if self.model.body_weldid[other] == 0:
+                deepest_now = max(deepest_now, -float(contact.dist) * 1000)
+        self.max_penetration_mm = max(self.max_penetration_mm, deepest_now)
+        # A contact can be deep for a step at an impact; pushed through geometry, it stays deep.
+        self.deep_steps = self.deep_steps + 1 if (held and deepest_now > MAX_PENETRATION_MM) else 0
+        if self.deep_steps >= DEEP_STEPS_BLOCKED:
+            name = self.hand.bodies[[b.body_id for b in self.hand.bodies].index(body_id)].name
+            raise _Blocked(
+                f"the hand pushed {name!r} {self.max_penetration_mm:.2g} mm into {self._touching(body_id) or 'another body'} "
+                f"(limit {MAX_PENETRATION_MM:g} mm): the way is blocked; make room for the part to pass"
+            )
+
+    def _touching(self, body_id: int) -> str:
+        names = set()
+        for index in range(self.data.ncon):
+            contact = self.data.contact[index]
+            pair = (int(self.model.geom_bodyid[contact.geom1]), int(self.model.geom_bodyid[contact.geom2]))
+            if body_id in pair:
+                other = pair[1] if pair[0] == body_id else pair[0]
+                names.add(mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, other) or "the world")
+        return ", ".join(repr(name) for name in sorted(names))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Geometry the oracle plans with (world frame, metres)
+
+
+def _body_geoms(model: mujoco.MjModel, body_id: int) -> list[int]:
+    return [g for g in range(model.ngeom) if model.geom_bodyid[g] == body_id and _collides(model, g)]
+
+
+def _collides(model: mujoco.MjModel, geom: int) -> bool:
+    return bool(model.geom_contype[geom] or model.geom_conaffinity[geom])
+
+
+def _geom_top_z(model: mujoco.MjModel, data: mujoco.MjData, geom: int) -> float:
+    if model.geom_type[geom] == mujoco.mjtGeom.mjGEOM_PLANE:
+        return float(data.geom_xpos[geom][2])
+    half = model.geom_aabb[geom][3:]
+    rotation = data.geom_xmat[geom].reshape(3, 3)
+    center = data.geom_xpos[geom] + rotation @ model.geom_aabb[geom][:3]
+    return float(center[2] + np.abs(rotation[2]) @ half)
+
+
+def _reach_m(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
+    """The radius around the body origin that holds all of its collision geometry."""
+    reach = 0.0
+    for geom in _body_geoms(model, body_id):
+        reach = max(reach, float(np.linalg.norm(data.geom_xpos[geom] - data.xpos[body_id])) + float(model.geom_rbound[geom]))
+    return reach
+
+
+def _obstacle_top_z(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
+    tops = [
+        _geom_top_z(model, data, g)
+        for g in range(model.ngeom)
+        if model.geom_bodyid[g] != body_id and _collides(model, g)
+    ]
+    return max(tops, default=0.0)
+
+
+def _overlap_at(
+    model: mujoco.MjModel, scratch: mujoco.MjData, free_qpos: int, body_id: int, position: npt.NDArray[np.float64], quat: npt.NDArray[np.float64]
+) -> tuple[float, str]:
+    """The deepest overlap (m) of the body with anything, were it at (position, quat), and with what."""
+    scratch.qpos[free_qpos : free_qpos + 3] = position
+    scratch.qpos[free_qpos + 3 : free_qpos + 7] = quat
+    mujoco.mj_fwdPosition(model, scratch)
+    deepest, other = 0.0, ""
+    for index in range(scratch.ncon):
+        contact = scratch.contact[index]
+        pair = (int(model.geom_bodyid[contact.geom1]), int(model.geom_bodyid[contact.geom2]))
+        if body_id in pair and -contact.dist > deepest:
+            deepest = -float(contact.dist)
+            partner = pair[1] if pair[0] == body_id else pair[0]
+            other = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, partner) or "the world"
+    return deepest, other
+
+
+def _axis_turns() -> list[npt.NDArray[np.float64]]:
+    """The 24 rotations that map the axes onto the axes, as quaternions, smallest angle first."""
+    turns: list[tuple[float, tuple[float, ...], npt.NDArray[np.float64]]] = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            matrix = np.zeros((3, 3))
+            for row, (col, sign) in enumerate(zip(perm, signs)):
+                matrix[row, col] = sign
+            if np.linalg.det(matrix) < 0:
+                continue
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, matrix.reshape(-1))
+            angle = 2 * math.acos(min(1.0, abs(float(quat[0]))))
+            turns.append((angle, tuple(np.round(quat, 6)), quat))
+    return [quat for _, _, quat in sorted(turns, key=lambda item: (item[0], item[1]))]
+
+
+_TURNS = _axis_turns()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The generic oracle
+
+
+def _move_to(run: _Run, index: int, position: npt.NDArray[np.float64], quat: npt.NDArray[np.float64], *, what: str, speed_m_s: float | None = None) -> None:
+    """Command the held body to (position, quat) and wait until it is there; `_Blocked` if it cannot get there."""
+    body = run.hand.bodies[index]
+    start = run.data.xpos[body.body_id].copy()
+    distance = float(np.linalg.norm(position - start))
+    speed = speed_m_s or run.hand.limits.max_speed_m_s
+    travel_steps = max(1, math.ceil(distance / (speed * CONTROL_PERIOD_S)))
+    rotation = tuple(float(v) for v in rotation_vector_from_quat(quat))
+    deadline = travel_steps + round(1.0 / CONTROL_PERIOD_S)
+    for step in range(1, deadline + 1):
+        fraction = min(1.0, step / travel_steps) if speed_m_s else 1.0
+        target = start + (position - start) * fraction
+        run.act(HandAction(index, True, (float(target[0]), float(target[1]), float(target[2])), rotation))  # type: ignore[arg-type]
+        error = float(np.linalg.norm(run.data.xpos[body.body_id] - position))
+        turn = _angle(run.data.xquat[body.body_id], quat)
+        if step >= travel_steps and error < POSITION_TOLERANCE_M and turn < ANGLE_TOLERANCE_RAD:
+            return
+    at = run.data.xpos[body.body_id] * 1000
+    raise _Blocked(
+        f"{body.name!r} is blocked while {what}: it stopped at ({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, "
+        f"{error * 1000:.1f} mm and {math.degrees(turn):.0f}° from its target "
+        f"({position[0] * 1000:.1f}, {position[1] * 1000:.1f}, {position[2] * 1000:.1f}) mm, touching "
+        f"{run._touching(body.body_id) or 'nothing'}, with the hand's force bounded at {run.hand.limits.max_force_n:.3g} N"
+    )
+
+
+def _angle(first: npt.NDArray[np.float64], second: npt.NDArray[np.float64]) -> float:
+    dot = abs(float(np.dot(first, second)))
+    return 2 * math.acos(min(1.0, dot))
+
+
+def _fitting_orientations(run: _Run, condition: InsideZone, body_id: int, free_qpos: int, lift_z: float) -> tuple[list[npt.NDArray[np.float64]], str]:
+    """Orientations in which the body fits all the way down into the zone, and why none did."""
+    model = run.model
+    scratch = mujoco.MjData(model)
+    scratch.qpos[:] = run.data.qpos
+    start = run.data.xquat[body_id].copy()
+    center = np.asarray(condition.zone.center_mm) / 1000
+    top = center[2] + condition.zone.half_extents_mm[2] / 1000
+    fitting: list[npt.NDArray[np.float64]] = []
+    best = (math.inf, "", np.zeros(3))
+    for turn in _TURNS:
+        quat = np.zeros(4)
+        mujoco.mju_mulQuat(quat, turn, start)
+        worst = (0.0, "", np.zeros(3))
+        for z in np.linspace(lift_z, top, 6):
+            position = np.array([center[0], center[1], z])
+            depth, other = _overlap_at(model, scratch, free_qpos, body_id, position, quat)
+            if depth > worst[0]:
+                worst = (depth, other, position)
+        if worst[0] <= FIT_PENETRATION_M:
+            fitting.append(quat)
+        elif worst[0] < best[0]:
+            best = worst
+    reason = ""
+    if not fitting:
+        depth, other, where = best
+        reason = (
+            f"no orientation of {condition.body!r} fits into zone {condition.zone.name!r}: the best of the 24 "
+            f"axis-aligned turns still overlaps {other!r} by {depth * 1000:.2g} mm at ({where[0] * 1000:.1f}, "
+            f"{where[1] * 1000:.1f}, {where[2] * 1000:.1f}) mm on the way down; widen the opening, shrink the part, "
+            "or move the zone where the part can go"
+        )
+    return fitting, reason
+
+
+def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int) -> int:
+    """Pick and place; returns how many fitting orientations there were (to try the next on failure)."""
+    model, data = run.model, run.data
+    index = run.hand.index_of(condition.body)
+    body = run.hand.bodies[index]
+    if body.kind != "free":
+        raise _Blocked(f"InsideZone names {condition.body!r}, which is on a {body.kind} joint; the oracle carries free bodies")
+    reach = _reach_m(model, data, body.body_id)
+    lift_z = max(_obstacle_top_z(model, data, body.body_id) + reach + LIFT_CLEARANCE_M, float(data.xpos[body.body_id][2]) + LIFT_CLEARANCE_M)
+    fitting, reason = _fitting_orientations(run, condition, body.body_id, body.qpos, lift_z)
+    if not fitting:
+        raise _Blocked(reason)
+    quat = fitting[min(orientation_choice, len(fitting) - 1)]
+    start_quat = data.xquat[body.body_id].copy()
+    here = data.xpos[body.body_id].copy()
+    center = np.asarray(condition.zone.center_mm) / 1000
+    _move_to(run, index, np.array([here[0], here[1], lift_z]), start_quat, what="being lifted clear")
+    _move_to(run, index, np.array([center[0], center[1], lift_z]), quat, what="being carried above the zone")
+    # Down to the zone's floor: the body comes to rest on whatever supports it in the zone (a hole's
+    # bottom, the block below), and is released there rather than dropped.
+    floor = np.array([center[0], center[1], center[2] - condition.zone.half_extents_mm[2] / 1000])
+    _descend(run, index, condition, floor, quat)
+    release = HandAction(index, False)
+    for _ in range(round(SETTLE_S / CONTROL_PERIOD_S)):
+        run.act(release)
+    distance = goal_distance(condition, model, data)
+    if distance > 0:
+        at = data.xpos[body.body_id] * 1000
+        raise _Blocked(
+            f"{condition.body!r} did not stay in zone {condition.zone.name!r} after release: it settled at "
+            f"({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, {distance:.1f} mm outside, touching {run._touching(body.body_id) or 'nothing'}"
+        )
+    return len(fitting)
+
+
+def _descend(run: _Run, index: int, condition: InsideZone, target: npt.NDArray[np.float64], quat: npt.NDArray[np.float64]) -> None:
+    """Lower the body into the zone; done at the target, or resting on something inside the zone."""
+    body = run.hand.bodies[index]
+    start = run.data.xpos[body.body_id].copy()
+    steps = max(1, math.ceil(float(np.linalg.norm(target - start)) / (DESCENT_SPEED_M_S * CONTROL_PERIOD_S)))
+    rotation = tuple(float(v) for v in rotation_vector_from_quat(quat))
+    resting = 0
+    for step in range(1, steps + round(1.0 / CONTROL_PERIOD_S) + 1):
+        point = start + (target - start) * min(1.0, step / steps)
+        run.act(HandAction(index, True, (float(point[0]), float(point[1]), float(point[2])), rotation))  # type: ignore[arg-type]
+        position = run.data.xpos[body.body_id]
+        if step >= steps and float(np.linalg.norm(position - target)) < POSITION_TOLERANCE_M:
+            return
+        inside = goal_distance(condition, run.model, run.data) <= 0
+        slow = float(np.linalg.norm(run.data.cvel[body.body_id][3:])) < 0.005
+        # Inside the zone and stopped: resting on what supports it there (the hand presses no further).
+        resting = resting + 1 if (inside and slow) else 0
+        if resting >= 3:
+            return
+    at = run.data.xpos[body.body_id] * 1000
+    raise _Blocked(
+        f"{condition.body!r} is blocked on its way down into zone {condition.zone.name!r}: it stopped at "
+        f"({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, {goal_distance(condition, run.model, run.data):.1f} mm from the zone, "
+        f"touching {run._touching(body.body_id) or 'nothing'}: the opening is too small or in the wrong place for the part"
+    )
+
+
+def _solve_joint(run: _Run, condition: JointInRange) -> None:
+    index = run.hand.index_of(condition.body)
+    body = run.hand.bodies[index]
+    if body.kind == "free":
+        raise _Blocked(f"JointInRange names {condition.body!r}, a free body; the oracle drives hinges and slides")
+    unit = math.radians if body.kind == "hinge" else (lambda value: value / 1000)
+    target = float(run.model.qpos0[body.qpos]) + unit((condition.low + condition.high) / 2)
+    speed = run.hand.limits.max_joint_speed_rad_s if body.kind == "hinge" else run.hand.limits.max_joint_speed_m_s
+    bound = run.hand.limits.max_torque_n_m if body.kind == "hinge" else run.hand.limits.max_force_n
+    travel = math.ceil(abs(target - float(run.data.qpos[body.qpos])) / (speed * CONTROL_PERIOD_S))
+    action = HandAction(index, True, joint=target)
+    # Drive until the joint is there and still; a damped joint may move slower than the hand's speed
+    # limit under the bounded effort, so it is blocked only when it stops making progress.
+    window = round(STALL_WINDOW_S / CONTROL_PERIOD_S)
+    history: list[float] = []
+    for step in range(round(MAX_DRIVE_S / CONTROL_PERIOD_S)):
+        run.act(action)
+        value = float(run.data.qpos[body.qpos])
+        history.append(value)
+        if goal_distance(condition, run.model, run.data) <= 0 and abs(float(run.data.qvel[body.dof])) < 0.05:
+            break
+        # Blocked: pushing at the hand's bound and not getting anywhere.
+        saturated = abs(float(run.data.qfrc_applied[body.dof])) >= 0.95 * bound
+        if step > travel + window and saturated and abs(history[-1] - history[-window]) < abs(target - value) * 0.02:
+            break
+    for _ in range(round(HOLD_S / CONTROL_PERIOD_S)):
+        run.act(action)
+    distance = goal_distance(condition, run.model, run.data)
+    if distance > 0:
+        unit_name = "°" if body.kind == "hinge" else " mm"
+        value = float(run.data.qpos[body.qpos] - run.model.qpos0[body.qpos])
+        value = math.degrees(value) if body.kind == "hinge" else value * 1000
+        raise _Blocked(
+            f"{condition.body!r} is blocked: its joint stalled at {value:.1f}{unit_name} while driven to "
+            f"{(condition.low + condition.high) / 2:.1f}{unit_name} ({distance:.2g}{unit_name} outside [{condition.low:g}, "
+            f"{condition.high:g}]), touching {run._touching(body.body_id) or 'nothing'}, with the torque bounded at "
+            f"{run.hand.limits.max_torque_n_m:.3g} N·m: clear its path or widen the joint range"
+        )
+
+
+def _solve(run: _Run, condition: SuccessCondition, orientation_choice: int) -> int:
+    if isinstance(condition, AllOf):
+        fits = 1
+        for inner in condition.conditions:
+            fits = max(fits, _solve(run, inner, orientation_choice))
+        return fits
+    if isinstance(condition, JointInRange):
+        _solve_joint(run, condition)
+        return 1
+    return _solve_inside_zone(run, condition, orientation_choice)
+
+
+def demonstrate(scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | None = None) -> tuple[Demonstration | None, dict[str, Metric], str]:
+    """Run the generic oracle from the initial state: (the demonstration, its metrics, "") on success,
+    else (None, what was measured, why it failed)."""
+    message = ""
+    tries = 0
+    fits = 1
+    run: _Run | None = None
+    while tries < min(fits, MAX_ORIENTATION_TRIES):
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        run = _Run(scenario, model, data, Hand(model, data, limits))
+        tries += 1
+        try:
+            fits = _solve(run, scenario.success, tries - 1)
+        except _Blocked as blocked:
+            message = blocked.message
+            if "no orientation" in message:
+                break
+            continue
+        if is_success(scenario, model, data):
+            metrics = _metrics(run, tries)
+            demo = Demonstration(
+                source=GENERIC_ORACLE,
+                control_period_s=CONTROL_PERIOD_S,
+                bodies=tuple(body.name for body in run.hand.bodies),
+                actions=tuple(run.actions),
+                qpos=tuple(run.states),
+            )
+            return demo, metrics, ""
+        message = f"the demonstration ended without success ({goal_distance(scenario.success, model, data):.2f} from the goal)"
+    return None, _metrics(run, tries) if run else {}, message
+
+
+def _metrics(run: _Run, tries: int) -> dict[str, Metric]:
+    return {
+        "demonstration": GENERIC_ORACLE,
+        "tries": tries,
+        "steps": len(run.actions),
+        "demonstration_s": round(run.time_s, 3),
+        "time_to_success_s": round(run.success_at_s, 3) if run.success_at_s is not None else -1.0,
+        "path_length_mm": round(run.path_length_m * 1000, 2),
+        "peak_contact_force_n": round(run.peak_contact_force_n, 3),
+        "max_penetration_mm": round(run.max_penetration_mm, 4),  # into the fixed scene, while held or not
+    }
+
+
+def replay(model: mujoco.MjModel, demonstration: Demonstration) -> mujoco.MjData:
+    """Play a stored demonstration's actions on ``model`` from its initial state; returns the final data."""
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    hand = Hand(model, data)
+    names = tuple(body.name for body in hand.bodies)
+    if names != demonstration.bodies:
+        raise ValueError(f"the demonstration holds bodies {demonstration.bodies}, the scene {names}: it is not this scene's")
+    for action in demonstration.actions:
+        hand.act(HandAction.from_vector(action))
+    return data
+
+
+def negative_control(scenario: Scenario, model: mujoco.MjModel, passive_qpos: npt.NDArray[np.float64]) -> str:
+    """"" when the passive end state is clearly unsolved, else why it is not a task."""
+    data = mujoco.MjData(model)
+    data.qpos[:] = passive_qpos
+    mujoco.mj_kinematics(model, data)
+    distance = goal_distance(scenario.success, model, data)
+    if distance <= 0:
+        return "left alone, the scene reaches success by itself (the passive rollout ends solved): it is not a task"
+    if distance < NEGATIVE_MARGIN:
+        return (
+            f"left alone, the scene ends {distance:.2g} from success (margin {NEGATIVE_MARGIN:g} mm or degrees): "
+            "start the body clearly outside the zone (or the joint outside the range)"
+        )
+    return ""
+
+
+def check_solvability(
+    scenario: Scenario, model: mujoco.MjModel, passive_qpos: npt.NDArray[np.float64] | None = None
+) -> tuple[StageResult, Demonstration | None]:
+    """The SOLVABILITY stage: the negative control, then the generic oracle's demonstration."""
+    started = time.perf_counter()
+    if passive_qpos is not None:
+        problem = negative_control(scenario, model, passive_qpos)
+        if problem:
+            return StageResult.failing(Stage.SOLVABILITY, problem, duration_s=time.perf_counter() - started), None
+    demonstration, metrics, message = demonstrate(scenario, model)
+    duration = time.perf_counter() - started
+    metrics = {**metrics, "wall_s": round(duration, 4)}
+    if demonstration is None:
+        return StageResult.failing(Stage.SOLVABILITY, f"no demonstration reached success: {message}", metrics, duration), None
+    return StageResult.passing(Stage.SOLVABILITY, metrics, duration), demonstration
+
+
+__all__ = [
+    "Demonstration",
+    "check_solvability",
+    "demonstrate",
+    "negative_control",
+    "quat_from_rotation_vector",
+    "replay",
+]

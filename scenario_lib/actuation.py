@@ -155,6 +155,7 @@ class Hand:
         self._setpoint_quat = np.array([1.0, 0.0, 0.0, 0.0])
         self._setpoint_joint = 0.0
         self._joint_integral = 0.0  # integral action of the joint servo (N·m or N), clamped to the bound
+        self._joint_inertia = 0.0  # the held joint's inertia plus what rests on it (kg·m² or kg)
 
     def index_of(self, name: str) -> int:
         for index, body in enumerate(self.bodies):
@@ -187,6 +188,9 @@ class Hand:
             self._setpoint_quat = self.data.xquat[body.body_id].copy()
             self._setpoint_joint = float(self.data.qpos[body.qpos])
             self._joint_integral = 0.0
+        if body.kind != "free":
+            # Once per action: what rides on the joint changes as it moves (a load lands, slides, falls off).
+            self._joint_inertia = self._inertia_with_payload(body)
         updates = PD_UPDATES_PER_ACTION
         substeps = max(1, self.steps_per_action // updates)
         dt = substeps * float(self.model.opt.timestep)
@@ -195,6 +199,30 @@ class Hand:
             self._apply_wrench(body, dt)
             remaining = self.steps_per_action - substeps * (updates - 1) if update == updates - 1 else substeps
             mujoco.mj_step(self.model, self.data, nstep=remaining)
+
+    def _inertia_with_payload(self, body: MovableBody) -> float:
+        """The joint's own inertia plus that of the free bodies resting on it (a load on a lever), which
+        the servo must move too: m·r² about a hinge axis, m along a slide."""
+        model, data = self.model, self.data
+        inertia = 1.0 / max(float(model.dof_invweight0[body.dof]), 1e-9)
+        joint = int(model.body_jntadr[body.body_id])
+        axis, anchor = data.xaxis[joint], data.xanchor[joint]
+        riders: set[int] = set()
+        for index in range(data.ncon):
+            contact = data.contact[index]
+            pair = (int(model.geom_bodyid[contact.geom1]), int(model.geom_bodyid[contact.geom2]))
+            if body.body_id in pair:
+                other = pair[1] if pair[0] == body.body_id else pair[0]
+                if model.body_jntnum[other] == 1 and model.jnt_type[model.body_jntadr[other]] == mujoco.mjtJoint.mjJNT_FREE:
+                    riders.add(other)
+        for other in riders:
+            mass = float(model.body_mass[other])
+            if body.kind == "hinge":
+                arm = np.cross(data.xipos[other] - anchor, axis)
+                inertia += mass * float(arm @ arm)
+            else:
+                inertia += mass
+        return inertia
 
     def _release(self) -> None:
         if self._held is not None:
@@ -247,7 +275,7 @@ class Hand:
             return
         # A PID servo, slower and more damped than the free-body one: the joint's own inertia does not
         # count what rests on it (a load on a lever), so the integral carries that load.
-        inertia = 1.0 / max(float(model.dof_invweight0[body.dof]), 1e-9)
+        inertia = self._joint_inertia
         joint_error = self._setpoint_joint - float(data.qpos[body.qpos])
         bound = limits.max_torque_n_m if body.kind == "hinge" else limits.max_force_n
         # The integral reaches the full bound in JOINT_INTEGRAL_S at a reference error (0.1 rad, 10 mm).

@@ -206,6 +206,19 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+# What the solvability stage's hand does in each family (the offline planner's demonstration strategy).
+_DEMONSTRATIONS = {
+    "push_box": "grasp the block, lift it clear of the slab, carry it above the goal zone, lower it onto the slab and release",
+    "peg_in_hole": "grasp the peg, lift it above the block, turn it upright over the target bore, lower it in and release",
+    "slot_insertion": "grasp the tab, lift it, stand it on edge aligned with the target slot, lower it in and release",
+    "stacking": "pick each block in order and place it on the goal spot, on the one placed before, releasing each",
+    "lever": "hold the beam and drive its hinge to the middle of the target range near its other stop",
+    "hinged_door": "hold the door and drive its hinge open to the middle of the target range",
+    "slider": "hold the carriage and drive its slide along the rail to the middle of the target range",
+    "seesaw": "hold the plank and drive its hinge to the middle of the target range, lifting the load",
+}
+
+
 def _offline_plan(request: dict[str, Any]) -> str:
     from scenario_lib.authoring import author_script
     from scenario_lib.tiers import TIER_PRESETS, resolve_tier
@@ -232,6 +245,7 @@ def _offline_plan(request: dict[str, Any]) -> str:
             "build at several seeds and scales; the goal must not hold at t=0 and the scene must rest "
             "without penetration before any action"
         ),
+        "demonstration_strategy": _DEMONSTRATIONS.get(authored.family, "drive the moving body to the goal"),
     }
     return "```json\n" + json.dumps(plan, indent=2) + "\n```"
 

@@ -49,6 +49,7 @@ GENERIC_ORACLE = "generic_oracle"
 NEGATIVE_MARGIN = 1.0
 LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
 FIT_PENETRATION_M = 0.0002  # a pose "fits" when the body overlaps nothing by more than this
+DEEP_ENOUGH_M = 0.001  # a fitting turn that gets within this of the zone's centre height goes deep
 POSITION_TOLERANCE_M = 0.001
 ANGLE_TOLERANCE_RAD = math.radians(2.0)
 DESCENT_SPEED_M_S = 0.15
@@ -57,7 +58,7 @@ HOLD_S = 0.1
 MAX_PENETRATION_MM = 3.0  # deeper for DEEP_STEPS_BLOCKED control steps, and the hand pushed a body into another
 DEEP_STEPS_BLOCKED = 3
 MAX_ORIENTATION_TRIES = 3
-STALL_WINDOW_S = 0.5  # a driven joint that moves less than 2 % of the way left in this long is stalled
+STALL_WINDOW_S = 1.0  # a joint driven at its bound that moves less than 2 % of the way left in this long is stalled
 MAX_DRIVE_S = 10.0
 
 
@@ -287,38 +288,78 @@ def _angle(first: npt.NDArray[np.float64], second: npt.NDArray[np.float64]) -> f
 
 
 def _fitting_orientations(run: _Run, condition: InsideZone, body_id: int, free_qpos: int, lift_z: float) -> tuple[list[npt.NDArray[np.float64]], str]:
-    """Orientations in which the body fits all the way down into the zone, and why none did."""
+    """Orientations in which the body can be lowered into the zone, deepest-reaching first, and why none can.
+
+    For each of the 24 axis-aligned turns of the start orientation (smallest first), the body is lowered
+    (kinematically) above the zone's centre from the carry height towards the zone's floor; it fits when
+    it gets below the zone's top before it first overlaps anything. Turns that reach the zone's middle
+    come first: a peg upright in its bore, not lying across the opening.
+    """
     model = run.model
     scratch = mujoco.MjData(model)
     scratch.qpos[:] = run.data.qpos
     start = run.data.xquat[body_id].copy()
     center = np.asarray(condition.zone.center_mm) / 1000
-    top = center[2] + condition.zone.half_extents_mm[2] / 1000
-    fitting: list[npt.NDArray[np.float64]] = []
+    half_z = condition.zone.half_extents_mm[2] / 1000
+    top, floor = center[2] + half_z, center[2] - half_z
+    candidates: list[tuple[float, int, npt.NDArray[np.float64]]] = []
     best = (math.inf, "", np.zeros(3))
-    for turn in _TURNS:
+    for order, turn in enumerate(_TURNS):
         quat = np.zeros(4)
         mujoco.mju_mulQuat(quat, turn, start)
-        worst = (0.0, "", np.zeros(3))
-        for z in np.linspace(lift_z, top, 6):
-            position = np.array([center[0], center[1], z])
-            depth, other = _overlap_at(model, scratch, free_qpos, body_id, position, quat)
-            if depth > worst[0]:
-                worst = (depth, other, position)
-        if worst[0] <= FIT_PENETRATION_M:
-            fitting.append(quat)
-        elif worst[0] < best[0]:
-            best = worst
+        reach, blocker = _lowest_free_z(model, scratch, free_qpos, body_id, center, quat, lift_z, floor)
+        if reach <= top:
+            # Reaching the zone's middle beats only entering its top (a peg upright in its bore, not lying
+            # across the opening); among those, the smallest turn (a block stays the way it stood).
+            deep = reach <= center[2] + DEEP_ENOUGH_M
+            candidates.append((0.0 if deep else 1.0, order, quat))
+            if deep and not candidates[:-1]:
+                break  # the smallest turn that goes deep: nothing can do better
+        elif blocker[0] < best[0]:
+            best = blocker
+    candidates.sort(key=lambda item: (item[0], item[1]))
     reason = ""
-    if not fitting:
+    if not candidates:
         depth, other, where = best
         reason = (
-            f"no orientation of {condition.body!r} fits into zone {condition.zone.name!r}: the best of the 24 "
-            f"axis-aligned turns still overlaps {other!r} by {depth * 1000:.2g} mm at ({where[0] * 1000:.1f}, "
-            f"{where[1] * 1000:.1f}, {where[2] * 1000:.1f}) mm on the way down; widen the opening, shrink the part, "
+            f"no orientation of {condition.body!r} fits into zone {condition.zone.name!r}: in the best of the 24 "
+            f"axis-aligned turns it overlaps {other!r} by {depth * 1000:.2g} mm at ({where[0] * 1000:.1f}, "
+            f"{where[1] * 1000:.1f}, {where[2] * 1000:.1f}) mm, above the zone; widen the opening, shrink the part, "
             "or move the zone where the part can go"
         )
-    return fitting, reason
+    return [quat for _, _, quat in candidates], reason
+
+
+def _lowest_free_z(
+    model: mujoco.MjModel,
+    scratch: mujoco.MjData,
+    free_qpos: int,
+    body_id: int,
+    center: npt.NDArray[np.float64],
+    quat: npt.NDArray[np.float64],
+    high: float,
+    low: float,
+) -> tuple[float, tuple[float, str, npt.NDArray[np.float64]]]:
+    """How low the body gets, lowered from ``high`` towards ``low``, before it overlaps something; and the
+    overlap that stopped it (depth, with what, where), sampled every 2 mm and refined to 0.1 mm."""
+    def overlap(z: float) -> tuple[float, str]:
+        return _overlap_at(model, scratch, free_qpos, body_id, np.array([center[0], center[1], z]), quat)
+
+    previous = high
+    samples = max(2, math.ceil((high - low) / 0.002) + 1)
+    for z in np.linspace(high, low, samples):
+        depth, other = overlap(float(z))
+        if depth > FIT_PENETRATION_M:
+            clear, blocked = previous, float(z)
+            for _ in range(5):
+                middle = (clear + blocked) / 2
+                if overlap(middle)[0] > FIT_PENETRATION_M:
+                    blocked = middle
+                else:
+                    clear = middle
+            return clear, (depth, other, np.array([center[0], center[1], float(z)]))
+        previous = float(z)
+    return low, (0.0, "", np.zeros(3))
 
 
 def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int) -> int:
@@ -450,7 +491,8 @@ def demonstrate(scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | 
         try:
             fits = _solve(run, scenario.success, tries - 1)
         except _Blocked as blocked:
-            message = blocked.message
+            # The first try is the most telling (the best orientation); later ones are mentioned.
+            message = blocked.message if not message else f"{message} (and {tries} orientation(s) tried)"
             if "no orientation" in message:
                 break
             continue

@@ -90,7 +90,7 @@ def test_coder_repairs_a_failure_at_every_stage(validator: Any, tracing: tuple[T
     outcome = run_agent(request, validator=validator, chat_model=model, max_attempts=5, tracer_provider=provider)
 
     assert outcome.verdict is StopReason.ACCEPTED and outcome.accepted
-    assert [a.stage_reached for a in outcome.attempts] == ["code", "geometry", "stability", "task", "task"]
+    assert [a.stage_reached for a in outcome.attempts] == ["code", "geometry", "stability", "task", "solvability"]
     assert [a.passed for a in outcome.attempts] == [False, False, False, False, True]
     assert outcome.report is not None and outcome.report.passed and len(outcome.report.seeds) == 2
     assert outcome.seed_validation is not None and outcome.seed_validation.scene is not None
@@ -131,7 +131,7 @@ def test_coder_repairs_a_failure_at_every_stage(validator: Any, tracing: tuple[T
     rows = read_calls(tmp_path / "dataset")
     assert summary.rows_added == len(rows) == 11
     coder_rows = sorted((r for r in rows if r["role"] == "coder"), key=lambda r: r["attempt"])
-    assert [r["stage_reached"] for r in coder_rows] == ["code", "geometry", "stability", "task", "task"]
+    assert [r["stage_reached"] for r in coder_rows] == ["code", "geometry", "stability", "task", "solvability"]
     assert coder_rows[-1]["reward"] == 1.0 and all(r["reward"] < 1.0 for r in coder_rows[:-1])
     assert coder_rows[0]["reward"] < coder_rows[1]["reward"] < coder_rows[2]["reward"] < coder_rows[3]["reward"]
     assert summary.preference_pairs == 4

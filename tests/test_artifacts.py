@@ -12,6 +12,7 @@ import mujoco
 import pytest
 
 from scenario_lib.artifacts import (
+    DEMONSTRATION_FILE,
     MANIFEST_FILE,
     PREVIEW_FILE,
     REPORT_FILE,
@@ -76,7 +77,7 @@ def test_passed_scenario_folder_has_the_documented_layout(passed: Validated, tmp
     write(folder, passed)
 
     meshes = {f"meshes/{body.name}.stl" for body in result.scenario.bodies}
-    assert files_in(folder) == {SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE} | meshes
+    assert files_in(folder) == {SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE, DEMONSTRATION_FILE} | meshes
     assert (folder / SCRIPT_FILE).read_text(encoding="utf-8") == PEG_IN_HOLE
     assert (folder / PREVIEW_FILE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert result.scene is not None
@@ -103,7 +104,7 @@ def test_manifest_lists_every_other_file_with_its_hash_and_size(passed: Validate
     assert result.scenario is not None
     assert (manifest.id, manifest.tier, manifest.family) == ("run-1_4", "tier1", "peg_in_hole")
     assert (manifest.seed, manifest.scale) == (4, report.seeds[0].scale)
-    assert manifest.passed and manifest.stage_reached == "task" and manifest.attempt == 2
+    assert manifest.passed and manifest.stage_reached == "solvability" and manifest.attempt == 2
     assert manifest.script_sha256 == script_sha256(source)
     assert manifest.script_sha256 == hashlib.sha256((folder / SCRIPT_FILE).read_bytes()).hexdigest()
     assert manifest.parameters == result.scenario.parameters

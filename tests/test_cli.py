@@ -209,6 +209,7 @@ def test_analyze_in_every_format_with_plots(generated: dict[str, Any], tmp_path:
         "mjcf",
         "stability",
         "task",
+        "solvability",
     }
 
     rows = list(csv.DictReader(io.StringIO(invoke(["analyze", "--format", "csv"], env).stdout)))

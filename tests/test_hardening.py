@@ -251,7 +251,7 @@ HOSTILE = [
     Hostile(
         "nan-in-scenario",
         DUMMY_BOX.replace("position_mm=(0, 0, -5)", "position_mm=(0, 0, float('nan'))"),
-        fragments=("exception:", "expected a finite number"),
+        fragments=("contract:", "Pose.position_mm.2", "expected a finite number"),
     ),
     Hostile(
         "unknown-parent",

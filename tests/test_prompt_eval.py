@@ -62,7 +62,7 @@ def test_the_harness_reports_first_attempt_stages_attempts_and_tokens(validator:
 
     assert [(r.accepted, r.attempts, r.first_stage_reached) for r in results] == [(True, 2, "code"), (False, 2, "stability")]
     assert results[1].stages_passed_first == ["code", "geometry", "mjcf"]
-    assert summary["first_attempt_pass_rate"] == {"code": 0.5, "geometry": 0.5, "mjcf": 0.5, "stability": 0.0, "task": 0.0}
+    assert summary["first_attempt_pass_rate"] == {"code": 0.5, "geometry": 0.5, "mjcf": 0.5, "stability": 0.0, "task": 0.0, "solvability": 0.0}
     assert summary["accepted"] == 1 and summary["attempts_per_accepted"] == 2.0 and summary["novel_accepted"] == "0/1"
     # 2 plans + 4 × (code + review) calls at the scripted model's 1,000 tokens in.
     assert summary["input_tokens"] == 10_000 and summary["cost_usd"] is None

@@ -253,7 +253,7 @@ def test_the_coder_is_told_the_valid_fields_and_repairs_a_wrong_name(validator: 
 
     outcome = run_agent(request, validator=validator, chat_model=model, max_attempts=3)
 
-    assert outcome.verdict is StopReason.ACCEPTED and [a.stage_reached for a in outcome.attempts] == ["code", "task"]
+    assert outcome.verdict is StopReason.ACCEPTED and [a.stage_reached for a in outcome.attempts] == ["code", "solvability"]
     repair = model.prompts["coder"][1]
     assert "Pose has position_mm, euler_deg; did you mean position_mm?" in str(repair[-1].content)
     assert "Zone has name, center_mm, half_extents_mm; did you mean center_mm?" in str(repair[-1].content)

@@ -192,3 +192,26 @@ def test_a_drift_message_names_the_body_the_direction_and_the_fix() -> None:
     assert "Lower it onto its support" in result.message and "raise the friction" in result.message
     ramp = check_stability(mujoco.MjModel.from_xml_path(str(CALIBRATION / "box_on_35deg_ramp.xml")))
     assert "mostly −x" in ramp.message and ramp.metrics["max_linear_speed_m_s"] < 5  # speed alone never saw it
+
+
+def test_scenarios_validate_takes_a_raw_mjcf_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def validate(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scenario_lib", "validate", str(path), "--json"], capture_output=True, text=True, timeout=120, check=False)
+
+    at_rest = validate(CALIBRATION / "mujoco_mug_collision.xml")
+    assert at_rest.returncode == 0, at_rest.stderr
+    import json
+
+    verdicts = {s["stage"]: s["verdict"] for s in json.loads(at_rest.stdout)["seeds"][0]["stages"]}
+    assert verdicts == {"code": "not_applicable", "geometry": "not_applicable", "mjcf": "pass", "stability": "pass", "task": "not_applicable", "solvability": "not_applicable"}
+    dropping = validate(CALIBRATION / "box_dropping_8mm.xml")
+    assert dropping.returncode == 1 and "does not start at rest" in dropping.stdout
+    (tmp_path / "evil.xml").write_text('<mujoco><asset><mesh file="../../etc/passwd"/></asset></mujoco>')
+    evil = validate(tmp_path / "evil.xml")
+    assert evil.returncode == 2 and "outside its own folder" in evil.stderr and "Traceback" not in evil.stderr
+    (tmp_path / "broken.xml").write_text("<mujoco><worldbody>")
+    broken = validate(tmp_path / "broken.xml")
+    assert broken.returncode == 2 and "not well-formed XML" in broken.stderr and len(broken.stderr.strip().splitlines()) <= 3

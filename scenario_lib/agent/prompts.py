@@ -36,7 +36,9 @@ family (snake_case; reuse a listed family when the request is one of them), summ
 (list of strings: every body, its shape, size in mm, support, motion and collision primitives),
 parameter_ranges (list of {name, low, high, unit} at scale 1), scale_limits ({low: [x, y, z], high: [x, y, z]}),
 learning_objectives (list of strings: what an agent solving it must learn), verification_strategy (how the
-script keeps itself valid across seeds and scales: clearances, supports, rest poses, the goal not met at t=0)."""
+script keeps itself valid across seeds and scales: clearances, supports, rest poses, the goal not met at t=0),
+demonstration_strategy (how a bounded hand reaches success: which body it grasps, the path it takes, the
+orientation that fits, or the joint it drives and how far)."""
 
 CODER_INSTRUCTIONS = """\
 You are the coder of a team that writes parametric physics benchmark scenarios (build123d + MuJoCo).

@@ -164,6 +164,12 @@ def stage_rules() -> str:
 5. task: the success condition names real bodies with the right motion (InsideZone: a FREE body; JointInRange:
    a Hinge or Slide body, its [low, high] overlapping the joint range); zones lie within the scene (at most
    {ZONE_REACH_MARGIN:.0%} of its size beyond the bodies); the condition does NOT hold at t=0.
+6. solvability: left alone, the scene must not reach success nor end within 1 mm (or 1°) of it; and a physical
+   demonstration must reach success: an abstract hand with bounded force, torque and speed grasps the body, lifts it
+   clear of everything, carries it above the zone turning it to an axis-aligned orientation that fits, lowers it
+   into the zone and releases it (it must stay there); a jointed body is driven to the middle of its JointInRange.
+   So: openings wider than the part they take (absolute clearance), zones inside the opening, joints whose path to
+   the goal is free, success conditions a careful hand can reach.
 The harness draws several seeds and per-axis scales within your ScaleLimits (and 0.5–2.0): scale parameters
 (x by sx, y by sy, z by sz; round features by sqrt(sx*sy)), keep clearances absolute (hole = peg × scale +
 0.5–1.0 mm), and shrink ScaleLimits on axes where your design breaks."""

@@ -90,6 +90,9 @@ class ScenarioPlan(BaseModel):
     scale_limits: ScaleRange = ScaleRange()
     learning_objectives: list[str] = Field(default_factory=list)
     verification_strategy: str = ""
+    # How a demonstration reaches success (pick and place into the zone, drive the joint to its range):
+    # what the solvability stage's hand will do, so the design leaves it room.
+    demonstration_strategy: str = ""
 
 
 class ReviewVerdict(BaseModel):

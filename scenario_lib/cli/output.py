@@ -53,7 +53,12 @@ def print_report(report: ValidationReport, *, title: str) -> None:
     """A Rich table of stage verdicts per (seed, scale), then the per-stage pass rates."""
     from scenario_lib.report import STAGE_ORDER, Verdict
 
-    marks = {Verdict.PASS: "[green]pass[/]", Verdict.FAIL: "[red]FAIL[/]", Verdict.SKIPPED: "[dim]-[/]"}
+    marks = {
+        Verdict.PASS: "[green]pass[/]",
+        Verdict.FAIL: "[red]FAIL[/]",
+        Verdict.SKIPPED: "[dim]-[/]",
+        Verdict.NOT_APPLICABLE: "[dim]n/a[/]",
+    }
     table = Table(title=f"Validation of {title}")
     table.add_column("seed", justify="right")
     table.add_column("scale")
@@ -64,7 +69,11 @@ def print_report(report: ValidationReport, *, title: str) -> None:
         scale = " ".join(f"{value:.2f}" for value in seed_report.scale)
         table.add_row(str(seed_report.seed), scale, *(verdicts.get(stage, "") for stage in STAGE_ORDER))
     console.print(table)
-    rates = ", ".join(f"{stage.value} {report.pass_rate(stage):.0%}" for stage in STAGE_ORDER)
+    def rate(stage: object) -> str:
+        verdicts = {result.verdict for seed in report.seeds for result in seed.stages if result.stage is stage}
+        return "n/a" if verdicts == {Verdict.NOT_APPLICABLE} else f"{report.pass_rate(stage):.0%}"  # type: ignore[arg-type]
+
+    rates = ", ".join(f"{stage.value} {rate(stage)}" for stage in STAGE_ORDER)
     console.print(f"pass rate per stage: {rates}  ({report.duration_s:.2f} s)")
     style = "green" if report.passed else "red"
     console.print(f"[{style}]{report.summary()}[/]", highlight=False)

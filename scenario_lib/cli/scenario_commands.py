@@ -31,14 +31,27 @@ class Listing(str, Enum):
 
 @app.command()
 def validate(
-    path: Annotated[Path, typer.Argument(help="A scenario script defining build(seed, scale).")],
+    path: Annotated[Path, typer.Argument(help="A scenario script defining build(seed, scale), or a MuJoCo .xml model.")],
     seeds: Annotated[int, typer.Option(min=1, max=1000, help="How many (seed, scale) pairs to validate.")] = 8,
     base_seed: Annotated[int, typer.Option("--seed", help="The first seed of the harness.")] = 0,
+    keyframe: Annotated[str | None, typer.Option("--keyframe", help="For a .xml model: start from this keyframe, not qpos0.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Validate any scenario script across seeds and scales; exit 1 when a stage fails."""
+    """Validate any scenario script across seeds and scales, or any MuJoCo model file (compile, stability,
+    at rest; no task); exit 1 when a stage fails."""
     if not path.is_file():
-        fail(f"no scenario script at {path}: pass the path of a .py file that defines build(seed, scale)")
+        fail(f"no scenario script at {path}: pass the path of a .py file that defines build(seed, scale), or of a .xml model")
+    if path.suffix.lower() == ".xml":
+        from scenario_lib.mjcf_file import validate_mjcf_file
+
+        report = run_guarded(lambda: validate_mjcf_file(path, keyframe=keyframe))
+        if as_json:
+            sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        else:
+            print_report(report, title=str(path))
+        raise typer.Exit(0 if report.passed else 1)
+    if keyframe is not None:
+        fail("--keyframe applies to a MuJoCo .xml model; a scenario script starts from the pose it declares")
     source = path.read_text(encoding="utf-8")
     settings = load_cli_settings()
 

@@ -97,6 +97,14 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     height = min(p["load_size_mm"] * sz, 1.5 * size)
     along = length / 2 - size / 2 - 3.0 * sx
     up = thickness / 2 + height / 2 + GAP_MM
+    # Stop lips just outside the loads at both ends: tipped, a load would slide off the end of the
+    # plank (and wedge under it); held by a lip it rides along.
+    lip_t, lip_h = min(2.0, 3.0 * sx - 0.1), min(4.0, 0.3 * height)
+    lip_x, lip_z = along + size / 2 + GAP_MM + lip_t / 2, thickness / 2 + lip_h / 2 - 0.5
+    plank = plank.fuse(*(Pos(sign * lip_x, 0, lip_z) * SolidBox(lip_t, width, lip_h + 1) for sign in (-1, 1)))
+    plank_collision += [
+        Box(half_size_mm=(lip_t / 2, width / 2, lip_h / 2 + 0.5), pose=Pose(position_mm=(sign * lip_x, 0, lip_z))) for sign in (-1, 1)
+    ]
 
     def load_body(name: str, sign: int, density: float, rgba: tuple[float, float, float, float]) -> Body:
         local = (sign * along, up)

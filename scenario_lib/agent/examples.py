@@ -7,7 +7,6 @@ the request (and the plan, once there is one) and keeps the best one or two that
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ CHARS_PER_TOKEN = 4  # the estimate used for every prompt figure (tokenizers dif
 STORED_EXAMPLE_LIMIT = 200  # the newest accepted scenarios read from a store
 
 _WORD = re.compile(r"[a-z]{3,}")
+_DOCSTRING = re.compile(r'\s*"""(.*?)"""', re.DOTALL)
 _STOPWORDS = frozenset(
     "the and for with into from that this then than are its has must each one two any all not but out "
     "onto over under along which when where what will can may should rests resting fixed free body "
@@ -63,7 +63,10 @@ def family_examples() -> list[ExampleScript]:
     examples = []
     for family, keywords in FAMILY_KEYWORDS.items():
         source = template_source(family)
-        docstring = ast.get_docstring(ast.parse(source)) or ""
+        # The module docstring by text: ast.parse is not safe to call from several threads at once in
+        # CPython 3.11 ("AST constructor recursion depth mismatch"), and seeds run on threads.
+        match = _DOCSTRING.match(source)
+        docstring = match.group(1).strip() if match else ""
         tiers = tuple(preset.tier.value for preset in TIER_PRESETS.values() if family in preset.families)
         summary = f"{docstring.splitlines()[0] if docstring else family} ({', '.join(keywords)})"
         examples.append(ExampleScript(f"family template {family}", family, tiers, summary, source))

@@ -31,7 +31,6 @@ PD_UPDATES_PER_ACTION = 4  # the wrench is recomputed every 5 ms within an actio
 ACTION_SIZE = 9
 GRAVITY_M_S2 = 9.81
 JOINT_OMEGA_RAD_S = 15.0  # the joint servo's natural frequency (damping ratio 1.5)
-JOINT_INTEGRAL_S = 0.3
 
 Vector = npt.NDArray[np.float64]
 
@@ -278,9 +277,9 @@ class Hand:
         inertia = self._joint_inertia
         joint_error = self._setpoint_joint - float(data.qpos[body.qpos])
         bound = limits.max_torque_n_m if body.kind == "hinge" else limits.max_force_n
-        # The integral reaches the full bound in JOINT_INTEGRAL_S at a reference error (0.1 rad, 10 mm).
-        reference = 0.1 if body.kind == "hinge" else 0.01
-        gain = bound / (JOINT_INTEGRAL_S * reference)
+        # Gains from the inertia (payload included): s³ + 3ω s² + ω² s + (ω/2)³ is stable, so a light
+        # crank does not ring and a loaded lever still gets the integral it needs.
+        gain = inertia * (JOINT_OMEGA_RAD_S / 2) ** 3
         if joint_error * self._joint_integral < 0:
             self._joint_integral *= 0.5  # past the target: unwind fast instead of overshooting further
         self._joint_integral = max(-bound, min(bound, self._joint_integral + gain * joint_error * dt))

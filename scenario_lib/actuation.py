@@ -155,6 +155,7 @@ class Hand:
         self._setpoint_joint = 0.0
         self._joint_integral = 0.0  # integral action of the joint servo (N·m or N), clamped to the bound
         self._joint_inertia = 0.0  # the held joint's inertia plus what rests on it (kg·m² or kg)
+        self._payload_bias = 0.0  # the effort that holds up what rests on the joint (N·m or N)
 
     def index_of(self, name: str) -> int:
         for index, body in enumerate(self.bodies):
@@ -189,7 +190,7 @@ class Hand:
             self._joint_integral = 0.0
         if body.kind != "free":
             # Once per action: what rides on the joint changes as it moves (a load lands, slides, falls off).
-            self._joint_inertia = self._inertia_with_payload(body)
+            self._joint_inertia, self._payload_bias = self._payload(body)
         updates = PD_UPDATES_PER_ACTION
         substeps = max(1, self.steps_per_action // updates)
         dt = substeps * float(self.model.opt.timestep)
@@ -199,9 +200,10 @@ class Hand:
             remaining = self.steps_per_action - substeps * (updates - 1) if update == updates - 1 else substeps
             mujoco.mj_step(self.model, self.data, nstep=remaining)
 
-    def _inertia_with_payload(self, body: MovableBody) -> float:
+    def _payload(self, body: MovableBody) -> tuple[float, float]:
         """The joint's own inertia plus that of the free bodies resting on it (a load on a lever), which
-        the servo must move too: m·r² about a hinge axis, m along a slide."""
+        the servo must move too (m·r² about a hinge axis, m along a slide), and the effort that holds
+        their weight (the hand compensates gravity on what it carries, as on a held free body)."""
         model, data = self.model, self.data
         inertia = 1.0 / max(float(model.dof_invweight0[body.dof]), 1e-9)
         joint = int(model.body_jntadr[body.body_id])
@@ -214,14 +216,18 @@ class Hand:
                 other = pair[1] if pair[0] == body.body_id else pair[0]
                 if model.body_jntnum[other] == 1 and model.jnt_type[model.body_jntadr[other]] == mujoco.mjtJoint.mjJNT_FREE:
                     riders.add(other)
+        weight_bias = 0.0
+        gravity = np.array([0.0, 0.0, -GRAVITY_M_S2])
         for other in riders:
             mass = float(model.body_mass[other])
             if body.kind == "hinge":
                 arm = np.cross(data.xipos[other] - anchor, axis)
                 inertia += mass * float(arm @ arm)
+                weight_bias -= float(np.cross(data.xipos[other] - anchor, mass * gravity) @ axis)
             else:
                 inertia += mass
-        return inertia
+                weight_bias -= float(mass * gravity @ axis)
+        return inertia, weight_bias
 
     def _release(self) -> None:
         if self._held is not None:
@@ -287,6 +293,7 @@ class Hand:
             inertia * (JOINT_OMEGA_RAD_S**2 * joint_error - 3 * JOINT_OMEGA_RAD_S * float(data.qvel[body.dof]))
             + self._joint_integral
             + float(data.qfrc_bias[body.dof])
+            + self._payload_bias
         )
         data.qfrc_applied[body.dof] = max(-bound, min(bound, effort))
 

@@ -33,7 +33,7 @@ S3_SECRET_KEY=${SCENARIOS_S3_SECRET_KEY:-local-demo-secret}
 
 stack_env() {
     cat <<EOF
-export PREFECT_HOME=$STATE/prefect
+export PREFECT_HOME=$(printf %q "$STATE/prefect")
 export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
 export PREFECT_UI_URL=http://127.0.0.1:$PREFECT_PORT
 export DO_NOT_TRACK=1
@@ -48,8 +48,8 @@ export SCENARIOS_STORE__URL=s3://$BUCKET/datasets
 export SCENARIOS_STORE__ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export SCENARIOS_STORE__ACCESS_KEY=$S3_ACCESS_KEY
 export SCENARIOS_STORE__SECRET_KEY=$S3_SECRET_KEY
-export SCENARIOS_REPO_DIR=$ROOT
-export SCENARIOS_STATE_DIR=$STATE
+export SCENARIOS_REPO_DIR=$(printf %q "$ROOT")
+export SCENARIOS_STATE_DIR=$(printf %q "$STATE")
 EOF
 }
 eval "$(stack_env)"

@@ -55,7 +55,14 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     # radius panel_t towards the post, so the panel keeps that much more room from the hinge-side post.
     side_room = panel_t if DESIGN["hinge_side"] in ("left", "right") else 0.0
     panel_w -= side_room
-    panel_cx = {"left": side_room / 2, "right": -side_room / 2}.get(str(DESIGN["hinge_side"]), 0.0)
+    if side_room:
+        # Its back corner on the free edge is sqrt(w² + t²) from the axis, a little more than w: as the
+        # door starts to open, that corner swings towards the far post by the difference.
+        panel_w -= math.hypot(panel_w, panel_t) - panel_w
+        panel_cx_shift = (math.hypot(panel_w, panel_t) - panel_w) / 2
+    else:
+        panel_cx_shift = 0.0
+    panel_cx = {"left": side_room / 2 - panel_cx_shift, "right": -side_room / 2 + panel_cx_shift}.get(str(DESIGN["hinge_side"]), 0.0)
     panel_cz = height / 2  # opening from z = 0 (base top) to z = height
     if DESIGN["hinge_side"] == "top":
         # A top flap may hang at its equilibrium angle (below), which lowers its far bottom edge by up

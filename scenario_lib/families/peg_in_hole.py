@@ -93,29 +93,33 @@ def build(seed: int, scale: tuple[float, float, float]) -> Scenario:
     block = SolidBox(2 * block_hx, 2 * block_hy, depth).cut(*cutters)
     block_collision = _holed_block_boxes(block_hx, block_hy, hole_hx, hole_hy, hole_ys, depth, round_peg)
 
+    # The peg's frame has its origin at the centre of its bottom face, so "the origin is in the zone"
+    # means "the bottom is down in the bore": a peg lying across the opening never counts.
+    axis_centre = Pose(position_mm=(0, 0, length / 2))
     if round_peg:
-        peg = SolidCylinder(peg_hx, length)
-        peg_collision: Box | Cylinder = Cylinder(radius_mm=peg_hx, half_length_mm=length / 2)
+        peg = Pos(0, 0, length / 2) * SolidCylinder(peg_hx, length)
+        peg_collision: Box | Cylinder = Cylinder(radius_mm=peg_hx, half_length_mm=length / 2, pose=axis_centre)
     else:
-        peg = SolidBox(2 * peg_hx, 2 * peg_hy, length)
-        peg_collision = Box(half_size_mm=(peg_hx, peg_hy, length / 2))
+        peg = Pos(0, 0, length / 2) * SolidBox(2 * peg_hx, 2 * peg_hy, length)
+        peg_collision = Box(half_size_mm=(peg_hx, peg_hy, length / 2), pose=axis_centre)
 
     offset = p["peg_offset_mm"] * sx
     if DESIGN["peg_start"] == "upright":
         peg_x = -(block_hx + offset + peg_hx)
-        peg_pose = Pose(position_mm=(peg_x, 0, length / 2 + GAP_MM))
+        peg_pose = Pose(position_mm=(peg_x, 0, GAP_MM))
         reach_x = peg_x - peg_hx
     else:
-        # Lying along x; a round peg lies on its side (a neutral equilibrium: it stays at rest).
-        peg_x = -(block_hx + offset + length / 2)
+        # Lying along +x from its bottom face; a round peg lies on its side (a neutral equilibrium: it
+        # stays at rest).
+        peg_x = -(block_hx + offset + length)
         peg_pose = Pose(position_mm=(peg_x, 0, peg_hx + GAP_MM), euler_deg=(0, 90, 0))
-        reach_x = peg_x - length / 2
+        reach_x = peg_x
     table_hx = -reach_x + 25 * sx
     table_hy = block_hy + 25 * sy
     table_t = TABLE_THICKNESS_MM * sz
 
-    # Success: the peg's centre is over the target bore and it is at least half the depth in.
-    z_low, z_high = length / 2 - 1.0, length / 2 + depth / 2
+    # Success: the peg's bottom is in the target bore, at least half the depth in (down to the table).
+    z_low, z_high = -1.0, depth / 2
     zone = Zone(
         name="target_hole",
         center_mm=(0, hole_ys[target], (z_low + z_high) / 2),

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 from scenario_lib.artifacts import (
     MANIFEST_FILE,
     REPORT_FILE,
+    SCRIPT_FILE,
     ScenarioManifest,
     parse_scenario_manifest,
     write_scenario_folder,
@@ -45,6 +46,7 @@ from scenario_lib.store import (
     ObjectNotFoundError,
     commit_scenario,
     failure_prefix,
+    is_committed,
     join_key,
     list_scenarios,
     make_scenario_id,
@@ -404,6 +406,41 @@ def _read_finished_seed(store: DatasetStore, folder: str) -> tuple[ScenarioManif
             f"validation report {store.url_for(report_key)} is corrupt ({err.errors()[0]['msg']}); {fix}"
         ) from err
     return manifest, report
+
+
+def revalidate_scenario(store: DatasetStore, scenario_id: str, validator: Validator) -> tuple[ScenarioManifest, ValidationReport]:
+    """Validate a staged scenario's script again with today's stages (its seed, so the same harness) and,
+    when it still passes, commit the folder again with the new report, demonstration and manifest.
+
+    Returns the new manifest (or the old one, unchanged, when the script no longer passes) and the new
+    report. Benchmarks are not rewritten: promote the re-validated staging scenario again instead.
+    """
+    folder = staging_prefix(scenario_id)
+    if not is_committed(store, folder):
+        raise StoreError(
+            f"no committed scenario {scenario_id!r} in {store.url_for(STAGING_PREFIX)}; `scenarios list staging` "
+            "lists them (benchmarks are re-validated through their staging scenario, then promoted again)"
+        )
+    manifest, _ = _read_finished_seed(store, folder)
+    source = store.read_bytes(join_key(folder, SCRIPT_FILE)).decode("utf-8")
+    report, result = validator.validate_script(source, base_seed=manifest.seed)
+    if not report.passed:
+        return manifest, report
+    with tempfile.TemporaryDirectory(prefix="scenario-") as scratch:
+        local = Path(scratch) / scenario_id
+        new_manifest = write_scenario_folder(
+            local,
+            scenario_id=scenario_id,
+            tier=manifest.tier,
+            prompt=manifest.prompt,
+            author=manifest.author,
+            source=source,
+            report=report,
+            result=result,
+            attempt=manifest.attempt,
+        )
+        commit_scenario(store, local, folder)
+    return new_manifest, report
 
 
 def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> SeedOutcome:

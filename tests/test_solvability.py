@@ -263,3 +263,40 @@ def test_the_coder_repairs_a_solvability_failure_from_its_feedback() -> None:
     assert feedback is not None and feedback.stage == "solvability"
     assert "no orientation of 'peg' fits into zone 'bore'" in feedback.message and "overlaps 'block'" in feedback.message
     assert "no orientation of 'peg' fits" in str(model.prompts["coder"][1][-1].content)
+
+
+def test_revalidate_adds_the_new_stages_to_a_scenario_stored_before_them(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from scenario_lib.artifacts import DEMONSTRATION_FILE, MANIFEST_FILE, REPORT_FILE
+
+    store = tmp_path / "store"
+    env = {"SCENARIOS_STORE__URL": f"file://{store}", "SCENARIOS_TRACING__EXPORTER": "none", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+
+    def scenarios(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scenario_lib", *args], capture_output=True, text=True, timeout=300, check=False, env=env, cwd=tmp_path)
+
+    generated = scenarios("generate", "--tier", "test_dummy", "--count", "1", "--json")
+    assert generated.returncode == 0, generated.stderr
+    (folder,) = [path for path in (store / "staging").iterdir() if path.is_dir()]
+    # Make it look stored before the solvability stage: a format-1 report, no demonstration.
+    report = json.loads((folder / REPORT_FILE).read_text())
+    report.pop("format_version")
+    for seed in report["seeds"]:
+        seed["stages"] = [stage for stage in seed["stages"] if stage["stage"] != "solvability"]
+    (folder / REPORT_FILE).write_text(json.dumps(report))
+    (folder / DEMONSTRATION_FILE).unlink()
+    old = ValidationReport.model_validate_json((folder / REPORT_FILE).read_text())
+    assert old.passed and old.seeds[0].stages[-1].verdict is Verdict.NOT_APPLICABLE
+
+    done = scenarios("revalidate", folder.name)
+
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert f"{folder.name}: re-validated" in done.stdout
+    new = ValidationReport.model_validate_json((folder / REPORT_FILE).read_text())
+    assert new.format_version == 2 and all(seed.stages[-1].verdict is Verdict.PASS for seed in new.seeds)
+    assert (folder / DEMONSTRATION_FILE).is_file()
+    assert json.loads((folder / MANIFEST_FILE).read_text())["demonstration_sha256"]
+    missing = scenarios("revalidate", "nope_1")
+    assert missing.returncode == 2 and "no committed scenario 'nope_1'" in missing.stderr

@@ -72,6 +72,34 @@ def validate(
 
 
 @app.command()
+def revalidate(
+    scenario_ids: Annotated[list[str], typer.Argument(help="Staged scenario ids (run id _ seed).")],
+    store: StoreOption = None,
+) -> None:
+    """Validate staged scenarios again with today's stages (at rest, solvability) and store the new report
+    and demonstration; exit 1 when one no longer passes (it is then left as it was)."""
+    settings = load_cli_settings(store_url=store)
+    dataset = open_cli_store(settings)
+
+    def run() -> list[tuple[str, bool, str]]:
+        from scenario_lib.generation import make_validator, revalidate_scenario
+
+        results = []
+        validator = make_validator(settings, hidden_paths=[str(dataset.local_root)] if dataset.local_root else [])
+        with validator.pool:
+            for scenario_id in scenario_ids:
+                manifest, report = revalidate_scenario(dataset, scenario_id, validator)
+                results.append((scenario_id, report.passed, report.summary()))
+        return results
+
+    results = run_guarded(run)
+    for scenario_id, passed, summary in results:
+        verdict = "[green]re-validated[/]" if passed else "[red]no longer passes (left unchanged)[/]"
+        console.print(f"{scenario_id}: {verdict}: {summary}", highlight=False)
+    raise typer.Exit(0 if all(passed for _, passed, _ in results) else 1)
+
+
+@app.command()
 def author(
     tier: Annotated[str, typer.Option(help="tier1 | tier2 | test_dummy (or 1 | 2).")],
     out: Annotated[Path, typer.Option(help="Where to write the script.")],

@@ -293,6 +293,28 @@ class ScaleLimits(_Frozen):
         return self
 
 
+class DemonstrationStep(_Frozen):
+    """One step of a script's own demonstration: where the hand takes ``body`` (world frame), or lets go.
+
+    A free body is carried to ``position_mm`` turned to ``euler_deg`` (either may be omitted: it stays
+    as it is); a hinge or slide body is driven to ``joint`` (degrees or mm from its declared pose).
+    ``grasp=False`` releases it. ``hold_s`` waits there before the next step.
+    """
+
+    body: BodyName
+    position_mm: Vec3 | None = None
+    euler_deg: Vec3 | None = None
+    joint: Finite | None = None
+    grasp: bool = True
+    hold_s: Annotated[Finite, Field(ge=0, le=10)] = 0.0
+
+
+class ScriptDemonstration(_Frozen):
+    """Waypoints or joint targets that solve the task, tried when the generic oracle does not."""
+
+    steps: tuple[DemonstrationStep, ...] = Field(min_length=1, max_length=200)
+
+
 class Scenario(_Frozen):
     """What ``build(seed, scale)`` returns: the scene, the task and what was drawn."""
 
@@ -304,6 +326,7 @@ class Scenario(_Frozen):
     parameter_ranges: tuple[ParameterRange, ...] = ()
     scale_limits: ScaleLimits = ScaleLimits()
     timestep_s: Finite = 0.002
+    demonstration: ScriptDemonstration | None = None
     contract_version: int = CONTRACT_VERSION
 
     def body(self, name: str) -> Body:

@@ -39,12 +39,13 @@ from scenario_lib.actuation import (
     quat_from_rotation_vector,
     rotation_vector_from_quat,
 )
-from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, SuccessCondition
+from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
 from scenario_lib.report import Metric, Stage, StageResult
 from scenario_lib.task import goal_distance, is_success
 
 DEMONSTRATION_FORMAT_VERSION = 1
 GENERIC_ORACLE = "generic_oracle"
+SCRIPT_DEMONSTRATION = "script"
 # The passive rollout must end at least this far from success (mm for zones and slides, degrees for hinges).
 NEGATIVE_MARGIN = 1.0
 LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
@@ -431,6 +432,23 @@ def _solve_joint(run: _Run, condition: JointInRange) -> None:
         raise _Blocked(f"JointInRange names {condition.body!r}, a free body; the oracle drives hinges and slides")
     unit = math.radians if body.kind == "hinge" else (lambda value: value / 1000)
     target = float(run.model.qpos0[body.qpos]) + unit((condition.low + condition.high) / 2)
+    _drive_joint(run, index, target, condition)
+    distance = goal_distance(condition, run.model, run.data)
+    if distance > 0:
+        unit_name = "°" if body.kind == "hinge" else " mm"
+        value = float(run.data.qpos[body.qpos] - run.model.qpos0[body.qpos])
+        value = math.degrees(value) if body.kind == "hinge" else value * 1000
+        raise _Blocked(
+            f"{condition.body!r} is blocked: its joint stalled at {value:.1f}{unit_name} while driven to "
+            f"{(condition.low + condition.high) / 2:.1f}{unit_name} ({distance:.2g}{unit_name} outside [{condition.low:g}, "
+            f"{condition.high:g}]), touching {run._touching(body.body_id) or 'nothing'}, with the torque bounded at "
+            f"{run.hand.limits.max_torque_n_m:.3g} N·m: clear its path or widen the joint range"
+        )
+
+
+def _drive_joint(run: _Run, index: int, target: float, condition: JointInRange | None = None) -> None:
+    """Drive the held joint to ``target`` (qpos) until it is there and still, or stalled; then hold."""
+    body = run.hand.bodies[index]
     speed = run.hand.limits.max_joint_speed_rad_s if body.kind == "hinge" else run.hand.limits.max_joint_speed_m_s
     bound = run.hand.limits.max_torque_n_m if body.kind == "hinge" else run.hand.limits.max_force_n
     travel = math.ceil(abs(target - float(run.data.qpos[body.qpos])) / (speed * CONTROL_PERIOD_S))
@@ -443,7 +461,8 @@ def _solve_joint(run: _Run, condition: JointInRange) -> None:
         run.act(action)
         value = float(run.data.qpos[body.qpos])
         history.append(value)
-        if goal_distance(condition, run.model, run.data) <= 0 and abs(float(run.data.qvel[body.dof])) < 0.05:
+        there = goal_distance(condition, run.model, run.data) <= 0 if condition else abs(target - value) < 1e-3
+        if there and abs(float(run.data.qvel[body.dof])) < 0.05:
             break
         # Blocked: pushing at the hand's bound and not getting anywhere.
         saturated = abs(float(run.data.qfrc_applied[body.dof])) >= 0.95 * bound
@@ -451,17 +470,34 @@ def _solve_joint(run: _Run, condition: JointInRange) -> None:
             break
     for _ in range(round(HOLD_S / CONTROL_PERIOD_S)):
         run.act(action)
-    distance = goal_distance(condition, run.model, run.data)
-    if distance > 0:
-        unit_name = "°" if body.kind == "hinge" else " mm"
-        value = float(run.data.qpos[body.qpos] - run.model.qpos0[body.qpos])
-        value = math.degrees(value) if body.kind == "hinge" else value * 1000
-        raise _Blocked(
-            f"{condition.body!r} is blocked: its joint stalled at {value:.1f}{unit_name} while driven to "
-            f"{(condition.low + condition.high) / 2:.1f}{unit_name} ({distance:.2g}{unit_name} outside [{condition.low:g}, "
-            f"{condition.high:g}]), touching {run._touching(body.body_id) or 'nothing'}, with the torque bounded at "
-            f"{run.hand.limits.max_torque_n_m:.3g} N·m: clear its path or widen the joint range"
-        )
+
+
+def _run_script_demonstration(run: _Run, demonstration: ScriptDemonstration) -> None:
+    """Follow the script's own steps with the same bounded hand."""
+    for number, step in enumerate(demonstration.steps, start=1):
+        try:
+            index = run.hand.index_of(step.body)
+        except KeyError as err:
+            raise _Blocked(f"the script's demonstration step {number} names {step.body!r}: {err.args[0]}") from None
+        body = run.hand.bodies[index]
+        if not step.grasp:
+            for _ in range(max(1, round(step.hold_s / CONTROL_PERIOD_S))):
+                run.act(HandAction(index, False))
+            continue
+        if body.kind == "free":
+            position = np.asarray(step.position_mm) / 1000 if step.position_mm else run.data.xpos[body.body_id].copy()
+            quat = run.data.xquat[body.body_id].copy()
+            if step.euler_deg is not None:
+                mujoco.mju_euler2Quat(quat, np.radians(step.euler_deg), "XYZ")
+            _move_to(run, index, position, quat, what=f"following the script's demonstration step {number}")
+            action = HandAction(index, True, tuple(float(v) for v in position), tuple(float(v) for v in rotation_vector_from_quat(quat)))  # type: ignore[arg-type]
+        else:
+            offset = math.radians(step.joint or 0.0) if body.kind == "hinge" else (step.joint or 0.0) / 1000
+            target = float(run.model.qpos0[body.qpos]) + offset
+            _drive_joint(run, index, target)
+            action = HandAction(index, True, joint=target)
+        for _ in range(round(step.hold_s / CONTROL_PERIOD_S)):
+            run.act(action)
 
 
 def _solve(run: _Run, condition: SuccessCondition, orientation_choice: int) -> int:
@@ -476,9 +512,38 @@ def _solve(run: _Run, condition: SuccessCondition, orientation_choice: int) -> i
     return _solve_inside_zone(run, condition, orientation_choice)
 
 
-def demonstrate(scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | None = None) -> tuple[Demonstration | None, dict[str, Metric], str]:
-    """Run the generic oracle from the initial state: (the demonstration, its metrics, "") on success,
-    else (None, what was measured, why it failed)."""
+def demonstrate(
+    scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | None = None, *, script_demonstrations: bool = True
+) -> tuple[Demonstration | None, dict[str, Metric], str]:
+    """The generic oracle, then (if it fails and the script has one) the script's own demonstration:
+    (the demonstration, its metrics, "") on success, else (None, what was measured, why it failed)."""
+    demonstration, metrics, message = _generic_oracle(scenario, model, limits)
+    if demonstration is not None or scenario.demonstration is None or not script_demonstrations:
+        return demonstration, metrics, message
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    run = _Run(scenario, model, data, Hand(model, data, limits))
+    try:
+        _run_script_demonstration(run, scenario.demonstration)
+    except _Blocked as blocked:
+        return None, _metrics(run, 1, SCRIPT_DEMONSTRATION), f"{message}; the script's demonstration failed too: {blocked.message}"
+    if not is_success(scenario, model, data):
+        distance = goal_distance(scenario.success, model, data)
+        return None, _metrics(run, 1, SCRIPT_DEMONSTRATION), f"{message}; the script's demonstration ended {distance:.2g} from success"
+    return _record(run, SCRIPT_DEMONSTRATION), _metrics(run, 1, SCRIPT_DEMONSTRATION), ""
+
+
+def _record(run: _Run, source: str) -> Demonstration:
+    return Demonstration(
+        source=source,
+        control_period_s=CONTROL_PERIOD_S,
+        bodies=tuple(body.name for body in run.hand.bodies),
+        actions=tuple(run.actions),
+        qpos=tuple(run.states),
+    )
+
+
+def _generic_oracle(scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | None) -> tuple[Demonstration | None, dict[str, Metric], str]:
     message = ""
     tries = 0
     fits = 1
@@ -497,22 +562,14 @@ def demonstrate(scenario: Scenario, model: mujoco.MjModel, limits: HandLimits | 
                 break
             continue
         if is_success(scenario, model, data):
-            metrics = _metrics(run, tries)
-            demo = Demonstration(
-                source=GENERIC_ORACLE,
-                control_period_s=CONTROL_PERIOD_S,
-                bodies=tuple(body.name for body in run.hand.bodies),
-                actions=tuple(run.actions),
-                qpos=tuple(run.states),
-            )
-            return demo, metrics, ""
+            return _record(run, GENERIC_ORACLE), _metrics(run, tries, GENERIC_ORACLE), ""
         message = f"the demonstration ended without success ({goal_distance(scenario.success, model, data):.2f} from the goal)"
-    return None, _metrics(run, tries) if run else {}, message
+    return None, _metrics(run, tries, GENERIC_ORACLE) if run else {}, message
 
 
-def _metrics(run: _Run, tries: int) -> dict[str, Metric]:
+def _metrics(run: _Run, tries: int, source: str) -> dict[str, Metric]:
     return {
-        "demonstration": GENERIC_ORACLE,
+        "demonstration": source,
         "tries": tries,
         "steps": len(run.actions),
         "demonstration_s": round(run.time_s, 3),
@@ -553,15 +610,20 @@ def negative_control(scenario: Scenario, model: mujoco.MjModel, passive_qpos: np
 
 
 def check_solvability(
-    scenario: Scenario, model: mujoco.MjModel, passive_qpos: npt.NDArray[np.float64] | None = None
+    scenario: Scenario,
+    model: mujoco.MjModel,
+    passive_qpos: npt.NDArray[np.float64] | None = None,
+    *,
+    script_demonstrations: bool = True,
 ) -> tuple[StageResult, Demonstration | None]:
-    """The SOLVABILITY stage: the negative control, then the generic oracle's demonstration."""
+    """The SOLVABILITY stage: the negative control, then a demonstration (the generic oracle's, else the
+    script's own when it has one and ``script_demonstrations``); the metrics record which succeeded."""
     started = time.perf_counter()
     if passive_qpos is not None:
         problem = negative_control(scenario, model, passive_qpos)
         if problem:
             return StageResult.failing(Stage.SOLVABILITY, problem, duration_s=time.perf_counter() - started), None
-    demonstration, metrics, message = demonstrate(scenario, model)
+    demonstration, metrics, message = demonstrate(scenario, model, script_demonstrations=script_demonstrations)
     duration = time.perf_counter() - started
     metrics = {**metrics, "wall_s": round(duration, 4)}
     if demonstration is None:

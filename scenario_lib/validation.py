@@ -42,6 +42,8 @@ class HarnessConfig:
     decomposition_cache_dir: Path | None = None
     stl_tolerance_mm: float = 0.05
     stl_angular_tolerance_rad: float = 0.2
+    # False measures the generic oracle alone: a script's own demonstration is not tried.
+    script_demonstrations: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -257,7 +259,9 @@ class Validator:
         if not stages[-1].passed:
             return finish(scenario, scene)
 
-        solvability, demonstration = check_solvability(scenario, model, passive_qpos)
+        solvability, demonstration = check_solvability(
+            scenario, model, passive_qpos, script_demonstrations=self.config.script_demonstrations
+        )
         stages.append(solvability)
         result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
         if render_preview and result.report.passed:

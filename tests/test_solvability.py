@@ -300,3 +300,52 @@ def test_revalidate_adds_the_new_stages_to_a_scenario_stored_before_them(tmp_pat
     assert json.loads((folder / MANIFEST_FILE).read_text())["demonstration_sha256"]
     missing = scenarios("revalidate", "nope_1")
     assert missing.returncode == 2 and "no committed scenario 'nope_1'" in missing.stderr
+
+
+def side_slot(with_demonstration: bool) -> Scenario:
+    """A peg to push sideways into a square hole through a standing wall: no way in from above."""
+    from scenario_lib.contract import DemonstrationStep, ScriptDemonstration
+
+    wall = SolidBox(30, 120, 120).cut(Pos(0, 0, 0) * SolidBox(32, 19, 19))
+    def box(x: float, y: float, z: float, hx: float, hy: float, hz: float) -> Box:
+        return Box(half_size_mm=(hx, hy, hz), pose=Pose(position_mm=(x, y, z)))
+    # Wall frame: centred at (35, 0, 60); the hole runs along x through its middle.
+    wall_boxes = (
+        box(0, 0, -35.25, 15, 60, 24.75), box(0, 0, 35.25, 15, 60, 24.75),
+        box(0, -34.75, 0, 15, 25.25, 9.5), box(0, 34.75, 0, 15, 25.25, 9.5),
+    )
+    steps = (
+        DemonstrationStep(body="peg", position_mm=(-40, 0, 60)),
+        DemonstrationStep(body="peg", position_mm=(35, 0, 60)),
+        DemonstrationStep(body="peg", grasp=False, hold_s=0.3),
+    )
+    return Scenario(
+        family="side_slot", objective="Push the peg through the hole in the wall.",
+        bodies=(
+            Body(name="table", part=SolidBox(300, 200, 10), pose=Pose(position_mm=(-20, 0, -5)), primitives=(Box(half_size_mm=(150, 100, 5)),)),
+            Body(name="wall", part=wall, pose=Pose(position_mm=(35, 0, 60)), primitives=wall_boxes),
+            Body(name="peg", part=SolidBox(60, 16, 16), motion=FREE, pose=Pose(position_mm=(-80, 0, 8.05)),
+                 primitives=(Box(half_size_mm=(30, 8, 8)),), density_kg_m3=2700.0),
+        ),
+        success=InsideZone(body="peg", zone=Zone(name="through", center_mm=(35, 0, 58.5), half_extents_mm=(10, 2, 3))),
+        demonstration=ScriptDemonstration(steps=steps) if with_demonstration else None,
+    )  # fmt: skip
+
+
+def test_a_scripts_own_demonstration_solves_what_the_generic_oracle_cannot(build_scene: BuildScene) -> None:
+    scene = build_scene(side_slot(True))
+    model = compile_mjcf(scene.xml_path)
+    stability, passive = simulate_passive(model)
+    assert stability.passed, stability.message
+
+    oracle_only, _ = check_solvability(scene.scenario, model, passive, script_demonstrations=False)  # type: ignore[arg-type]
+    with_script, demonstration = check_solvability(scene.scenario, model, passive)  # type: ignore[arg-type]
+
+    assert oracle_only.verdict is Verdict.FAIL and "no orientation of 'peg' fits into zone 'through'" in oracle_only.message
+    assert with_script.passed, with_script.message
+    assert with_script.metrics["demonstration"] == "script" and demonstration is not None and demonstration.source == "script"
+    assert is_success(scene.scenario, model, replay(model, demonstration))  # type: ignore[arg-type]
+    blocked = side_slot(True).model_copy(update={"demonstration": side_slot(True).demonstration.model_copy(  # type: ignore[union-attr]
+        update={"steps": (side_slot(True).demonstration.steps[0].model_copy(update={"position_mm": (35, 0, 90)}),)})})  # type: ignore[union-attr]
+    failed, _ = check_solvability(build_scene(blocked).scenario, model, passive)  # type: ignore[arg-type]
+    assert failed.verdict is Verdict.FAIL and "the script's demonstration" in failed.message

@@ -50,6 +50,7 @@ SCRIPT_DEMONSTRATION = "script"
 NEGATIVE_MARGIN = 1.0
 LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
 FIT_PENETRATION_M = 0.0002  # a pose "fits" when the body overlaps nothing by more than this
+CLEARANCE_HORIZON_M = 0.01
 DEEP_ENOUGH_M = 0.001  # a fitting turn that gets within this of the zone's centre height goes deep
 POSITION_TOLERANCE_M = 0.001
 ANGLE_TOLERANCE_RAD = math.radians(2.0)
@@ -283,6 +284,29 @@ def _move_to(run: _Run, index: int, position: npt.NDArray[np.float64], quat: npt
     )
 
 
+def _clearance_mm(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
+    """The smallest gap (mm) between the body and the fixed scene beside it, ignoring what it rests on:
+    how tight the fit is where it was placed (e.g. a peg's gap to its bore)."""
+    tightest = math.inf
+    fromto = np.zeros(6)
+    for mine in _body_geoms(model, body_id):
+        for other in range(model.ngeom):
+            if model.body_weldid[model.geom_bodyid[other]] != 0 or not _collides(model, other):
+                continue
+            if model.geom_type[other] == mujoco.mjtGeom.mjGEOM_PLANE:
+                continue
+            distance = mujoco.mj_geomDistance(model, data, mine, other, CLEARANCE_HORIZON_M, fromto)
+            if distance >= CLEARANCE_HORIZON_M:
+                continue
+            # A gap whose direction is mostly vertical is the support under the body, not a side wall.
+            direction = fromto[3:] - fromto[:3]
+            length = float(np.linalg.norm(direction))
+            if length > 1e-9 and abs(direction[2]) / length > 0.7:
+                continue
+            tightest = min(tightest, max(distance, 0.0) * 1000)
+    return tightest
+
+
 def _angle(first: npt.NDArray[np.float64], second: npt.NDArray[np.float64]) -> float:
     dot = abs(float(np.dot(first, second)))
     return 2 * math.acos(min(1.0, dot))
@@ -385,6 +409,7 @@ def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int
     # bottom, the block below), and is released there rather than dropped.
     floor = np.array([center[0], center[1], center[2] - condition.zone.half_extents_mm[2] / 1000])
     _descend(run, index, condition, floor, quat)
+    run.tightest_clearance_mm = min(run.tightest_clearance_mm, _clearance_mm(model, data, body.body_id))
     release = HandAction(index, False)
     for _ in range(round(SETTLE_S / CONTROL_PERIOD_S)):
         run.act(release)
@@ -577,6 +602,8 @@ def _metrics(run: _Run, tries: int, source: str) -> dict[str, Metric]:
         "path_length_mm": round(run.path_length_m * 1000, 2),
         "peak_contact_force_n": round(run.peak_contact_force_n, 3),
         "max_penetration_mm": round(run.max_penetration_mm, 4),  # into the fixed scene, while held or not
+        # The side gap to the fixed scene where a carried body was placed (-1: none within 10 mm, or a joint).
+        "tightest_clearance_mm": round(run.tightest_clearance_mm, 3) if math.isfinite(run.tightest_clearance_mm) else -1.0,
     }
 
 

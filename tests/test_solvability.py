@@ -349,3 +349,49 @@ def test_a_scripts_own_demonstration_solves_what_the_generic_oracle_cannot(build
         update={"steps": (side_slot(True).demonstration.steps[0].model_copy(update={"position_mm": (35, 0, 90)}),)})})  # type: ignore[union-attr]
     failed, _ = check_solvability(build_scene(blocked).scenario, model, passive)  # type: ignore[arg-type]
     assert failed.verdict is Verdict.FAIL and "the script's demonstration" in failed.message
+
+
+@pytest.mark.parametrize(
+    ("broken", "stage", "fragment"),
+    [
+        (("sz / 2 + 0.05", "sz / 2 + 8.0"), "stability", "body 'cube' does not start at rest"),
+        (("center_mm=(120, 0, sz / 2)", "center_mm=(30.5, 0, sz / 2)"), "solvability", "left alone, the scene ends 0.5"),
+    ],
+    ids=["dropping-cube", "zone-just-beside"],
+)
+def test_the_coder_repairs_rest_and_negative_control_failures(broken: tuple[str, str], stage: str, fragment: str) -> None:
+    from scenario_lib.agent import GenerationRequest, ScenarioPlan, StopReason, run_agent
+    from scenario_lib.sandbox import SandboxPool
+    from scenario_lib.tiers import Tier
+    from scenario_lib.validation import HarnessConfig, Validator
+    from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
+
+    good = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
+    assert broken[0] in good
+    model = ScriptedChatModel(
+        answers={
+            "planner": [fenced("json", ScenarioPlan(family="push_box", summary="push").model_dump_json())],
+            "coder": [fenced("python", good.replace(*broken)), fenced("python", good)],
+            "reviewer": [APPROVE],
+        }
+    )
+    with SandboxPool(workers=2) as pool:
+        outcome = run_agent(
+            GenerationRequest(tier=Tier.TEST_DUMMY, prompt="push a cube"), validator=Validator(pool, HarnessConfig(seeds=2)),
+            chat_model=model, max_attempts=3,
+        )  # fmt: skip
+
+    assert outcome.verdict is StopReason.ACCEPTED
+    assert [a.stage_reached for a in outcome.attempts] == [stage, "solvability"]
+    feedback = outcome.attempts[0].feedback
+    assert feedback is not None and feedback.stage == stage and fragment in feedback.message
+    assert fragment in str(model.prompts["coder"][1][-1].content)
+
+
+def test_the_report_carries_the_tightest_clearance_of_the_fit(build_scene: BuildScene) -> None:
+    tight, _, _ = solve(build_scene, peg_in_hole(8.0, 8.2))
+    loose, _, _ = solve(build_scene, peg_in_hole(8.0, 9.0))
+
+    assert tight.passed and loose.passed
+    assert 0.0 <= float(tight.metrics["tightest_clearance_mm"]) <= 0.25
+    assert 0.6 <= float(loose.metrics["tightest_clearance_mm"]) <= 1.05

@@ -395,3 +395,27 @@ def test_the_report_carries_the_tightest_clearance_of_the_fit(build_scene: Build
     assert tight.passed and loose.passed
     assert 0.0 <= float(tight.metrics["tightest_clearance_mm"]) <= 0.25
     assert 0.6 <= float(loose.metrics["tightest_clearance_mm"]) <= 1.05
+
+
+def test_a_box_on_a_steep_low_friction_ramp_is_not_at_rest(build_scene: BuildScene) -> None:
+    import math
+
+    tilt = 35.0
+    normal = (math.sin(math.radians(tilt)), 0.0, math.cos(math.radians(tilt)))  # the ramp's top normal (turned about +y)
+    # On the ramp's top face (half thickness 5 mm), the box's centre 10 mm + a 0.05 mm gap above it.
+    box_centre = tuple(c + n * (5.0 + 10.0 + 0.05) for c, n in zip((0.0, 0.0, 100.0), normal))
+    scenario = Scenario(
+        family="ramp", objective="Slide the box down.",
+        bodies=(
+            Body(name="floor", part=SolidBox(800, 400, 10), pose=Pose(position_mm=(0, 0, -5)), primitives=(Box(half_size_mm=(400, 200, 5)),)),
+            Body(name="ramp", part=SolidBox(300, 100, 10), pose=Pose(position_mm=(0, 0, 100), euler_deg=(0, tilt, 0)),
+                 primitives=(Box(half_size_mm=(150, 50, 5)),), friction=0.2),
+            Body(name="box", part=SolidBox(20, 20, 20), motion=FREE, pose=Pose(position_mm=box_centre, euler_deg=(0, tilt, 0)),  # type: ignore[arg-type]
+                 primitives=(Box(half_size_mm=(10, 10, 10)),), friction=0.2),
+        ),
+        success=InsideZone(body="box", zone=Zone(name="goal", center_mm=(-100, 0, 50), half_extents_mm=(20, 20, 20))),
+    )  # fmt: skip
+    stability, _ = simulate_passive(compile_mjcf(build_scene(scenario).xml_path))
+
+    assert not stability.passed and "body 'box' does not start at rest" in stability.message
+    assert stability.metrics["max_linear_speed_m_s"] < 5 and stability.metrics["penetration_t0_mm"] < 0.2

@@ -338,8 +338,8 @@ def _fitting_orientations(run: _Run, condition: InsideZone, body_id: int, free_q
             # across the opening); among those, the smallest turn (a block stays the way it stood).
             deep = reach <= center[2] + DEEP_ENOUGH_M
             candidates.append((0.0 if deep else 1.0, order, quat))
-            if deep and not candidates[:-1]:
-                break  # the smallest turn that goes deep: nothing can do better
+            if deep:
+                break  # turns come smallest first: the first that goes deep is the one to use
         elif blocker[0] < best[0]:
             best = blocker
     candidates.sort(key=lambda item: (item[0], item[1]))

@@ -76,6 +76,7 @@ TIME_ROWS: tuple[tuple[str, str], ...] = (
     ("mjcf.compile", "  MuJoCo compile"),
     ("stability", "stability (1 s passive sim)"),
     ("task", "task"),
+    ("solvability", "solvability (negative control + demonstration)"),
     ("seed", "seed total (code wall + parent stages)"),
     ("render", "preview render 640x480"),
 )
@@ -189,7 +190,7 @@ def stage_samples(seed_report: SeedReport) -> dict[str, float]:
     samples: dict[str, float] = {}
     parent_total = 0.0
     for result in seed_report.stages:
-        if result.verdict is Verdict.SKIPPED:
+        if result.verdict in (Verdict.SKIPPED, Verdict.NOT_APPLICABLE):
             continue
         metrics = result.metrics
         if result.stage is Stage.CODE:
@@ -221,7 +222,7 @@ def floor_sample(seed_report: SeedReport) -> float | None:
         return None
     samples = stage_samples(seed_report)
     child = sum(samples.get(f"code.{key}", 0.0) for key in ("import", "build", "checks"))
-    return child + sum(samples.get(key, 0.0) for key in ("geometry", "mjcf", "stability", "task"))
+    return child + sum(samples.get(key, 0.0) for key in ("geometry", "mjcf", "stability", "task", "solvability"))
 
 
 @dataclass

@@ -41,8 +41,8 @@ class HandLimits:
 
     max_force_n: float
     max_torque_n_m: float
-    max_speed_m_s: float = 0.5
-    max_angular_speed_rad_s: float = 3.0
+    max_speed_m_s: float = 1.0
+    max_angular_speed_rad_s: float = 6.0
     max_joint_speed_rad_s: float = 1.0
     max_joint_speed_m_s: float = 0.3
 

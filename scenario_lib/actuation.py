@@ -19,7 +19,6 @@ plain array.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mujoco
@@ -301,7 +300,3 @@ class Hand:
 def _clamp_norm(vector: Vector, bound: float) -> Vector:
     norm = float(np.linalg.norm(vector))
     return vector if norm <= bound or norm == 0.0 else vector * (bound / norm)
-
-
-def angle_between_deg(first: Vector, second: Vector) -> float:
-    return math.degrees(float(np.linalg.norm(_quat_error(first, second))))

@@ -36,7 +36,6 @@ from scenario_lib.actuation import (
     Hand,
     HandAction,
     HandLimits,
-    quat_from_rotation_vector,
     rotation_vector_from_quat,
 )
 from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
@@ -275,11 +274,9 @@ def _move_to(run: _Run, index: int, position: npt.NDArray[np.float64], quat: npt
         turn = _angle(run.data.xquat[body.body_id], quat)
         if step >= travel_steps and error < POSITION_TOLERANCE_M and turn < ANGLE_TOLERANCE_RAD:
             return
-    at = run.data.xpos[body.body_id] * 1000
     raise _Blocked(
-        f"{body.name!r} is blocked while {what}: it stopped at ({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, "
-        f"{error * 1000:.1f} mm and {math.degrees(turn):.0f}° from its target "
-        f"({position[0] * 1000:.1f}, {position[1] * 1000:.1f}, {position[2] * 1000:.1f}) mm, touching "
+        f"{body.name!r} is blocked while {what}: it stopped at {_point_mm(run.data.xpos[body.body_id])}, "
+        f"{error * 1000:.1f} mm and {math.degrees(turn):.0f}° from its target {_point_mm(position)}, touching "
         f"{run._touching(body.body_id) or 'nothing'}, with the hand's force bounded at {run.hand.limits.max_force_n:.3g} N"
     )
 
@@ -305,6 +302,11 @@ def _clearance_mm(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> f
                 continue
             tightest = min(tightest, max(distance, 0.0) * 1000)
     return tightest
+
+
+def _point_mm(point_m: npt.ArrayLike) -> str:
+    x, y, z = (float(v) * 1000 for v in np.asarray(point_m))
+    return f"({x:.1f}, {y:.1f}, {z:.1f}) mm"
 
 
 def _angle(first: npt.NDArray[np.float64], second: npt.NDArray[np.float64]) -> float:
@@ -348,8 +350,7 @@ def _fitting_orientations(run: _Run, condition: InsideZone, body_id: int, free_q
         depth, other, where = best
         reason = (
             f"no orientation of {condition.body!r} fits into zone {condition.zone.name!r}: in the best of the 24 "
-            f"axis-aligned turns it overlaps {other!r} by {depth * 1000:.2g} mm at ({where[0] * 1000:.1f}, "
-            f"{where[1] * 1000:.1f}, {where[2] * 1000:.1f}) mm, above the zone; widen the opening, shrink the part, "
+            f"axis-aligned turns it overlaps {other!r} by {depth * 1000:.2g} mm at {_point_mm(where)}, above the zone; widen the opening, shrink the part, "
             "or move the zone where the part can go"
         )
     return [quat for _, _, quat in candidates], reason
@@ -415,10 +416,9 @@ def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int
         run.act(release)
     distance = goal_distance(condition, model, data)
     if distance > 0:
-        at = data.xpos[body.body_id] * 1000
         raise _Blocked(
             f"{condition.body!r} did not stay in zone {condition.zone.name!r} after release: it settled at "
-            f"({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, {distance:.1f} mm outside, touching {run._touching(body.body_id) or 'nothing'}"
+            f"{_point_mm(data.xpos[body.body_id])}, {distance:.1f} mm outside, touching {run._touching(body.body_id) or 'nothing'}"
         )
     return len(fitting)
 
@@ -442,10 +442,9 @@ def _descend(run: _Run, index: int, condition: InsideZone, target: npt.NDArray[n
         resting = resting + 1 if (inside and slow) else 0
         if resting >= 3:
             return
-    at = run.data.xpos[body.body_id] * 1000
     raise _Blocked(
         f"{condition.body!r} is blocked on its way down into zone {condition.zone.name!r}: it stopped at "
-        f"({at[0]:.1f}, {at[1]:.1f}, {at[2]:.1f}) mm, {goal_distance(condition, run.model, run.data):.1f} mm from the zone, "
+        f"{_point_mm(run.data.xpos[body.body_id])}, {goal_distance(condition, run.model, run.data):.1f} mm from the zone, "
         f"touching {run._touching(body.body_id) or 'nothing'}: the opening is too small or in the wrong place for the part"
     )
 
@@ -663,6 +662,5 @@ __all__ = [
     "check_solvability",
     "demonstrate",
     "negative_control",
-    "quat_from_rotation_vector",
     "replay",
 ]

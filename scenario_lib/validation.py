@@ -310,9 +310,17 @@ def _library_versions() -> tuple[tuple[str, str], ...]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions: dict[str, str] = {}
-    for package in ("build123d", "cadquery-ocp", "mujoco", "scenario-lib"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            continue
+    # OCP is published as cadquery-ocp and, without VTK, as cadquery-ocp-novtk: either is "cadquery-ocp".
+    for key, packages in (
+        ("build123d", ("build123d",)),
+        ("cadquery-ocp", ("cadquery-ocp", "cadquery-ocp-novtk")),
+        ("mujoco", ("mujoco",)),
+        ("scenario-lib", ("scenario-lib",)),
+    ):
+        for package in packages:
+            try:
+                versions[key] = version(package)
+                break
+            except PackageNotFoundError:
+                continue
     return tuple(versions.items())

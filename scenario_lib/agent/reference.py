@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 from enum import Enum
 from functools import cache
-from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel
@@ -177,17 +176,14 @@ The harness draws several seeds and per-axis scales within your ScaleLimits (and
 
 @cache
 def tool_versions() -> str:
-    """The versions of the tools a script runs against."""
+    """The versions of the tools a script runs against (those every validation report records)."""
     import platform
 
+    from scenario_lib.validation import library_versions
+
+    labels = {"build123d": "build123d", "cadquery-ocp": "OCP", "mujoco": "MuJoCo"}
     versions = [f"Python {platform.python_version()}"]
-    for package, label in (("build123d", "build123d"), ("cadquery-ocp-novtk", "OCP"), ("cadquery-ocp", "OCP"), ("mujoco", "MuJoCo")):
-        try:
-            text = f"{label} {metadata.version(package)}"
-        except metadata.PackageNotFoundError:
-            continue
-        if not any(item.startswith(f"{label} ") for item in versions):
-            versions.append(text)
+    versions += [f"{labels[key]} {value}" for key, value in library_versions().items() if key in labels]
     return "## Tool versions\n" + ", ".join(versions)
 
 

@@ -167,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from scenario_lib.config import load_settings
-    from scenario_lib.generation import make_validator
-    from scenario_lib.providers import make_chat_model, model_name
+    from scenario_lib.runs.generation import make_validator
+    from scenario_lib.agent.providers import make_chat_model, model_name
 
     settings = load_settings()
     requests = [r for r in REQUESTS if not args.only or r.name in args.only]

@@ -50,13 +50,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # scenario_lib picks the headless OpenGL backend before anything imports mujoco.
-from scenario_lib.authoring import author_script  # noqa: E402
+from scenario_lib.authoring.offline import author_script  # noqa: E402
 from scenario_lib.config import Settings, load_settings  # noqa: E402
-from scenario_lib.generation import make_validator  # noqa: E402
+from scenario_lib.runs.generation import make_validator  # noqa: E402
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, Verdict  # noqa: E402
-from scenario_lib.sandbox import BuildRequest  # noqa: E402
+from scenario_lib.sandbox.pool import BuildRequest  # noqa: E402
 from scenario_lib.tiers import TIER_PRESETS, Tier  # noqa: E402
-from scenario_lib.validation import SeedValidation, Validator, library_versions  # noqa: E402
+from scenario_lib.validation.pipeline import SeedValidation, Validator, library_versions  # noqa: E402
 
 DEFAULT_OUT = REPO / "bench" / "results" / "validation.json"
 YIELD_BAR = 0.99
@@ -396,7 +396,7 @@ def measure_render(runs: Iterable[TierRun]) -> tuple[dict[str, list[float]], str
     """Render the kept base seeds' scenes (compiled from their written scene folders) and time it."""
     import mujoco
 
-    from scenario_lib.render import gl_backend, render_preview
+    from scenario_lib.scene.render import gl_backend, render_preview
 
     times: dict[str, list[float]] = {}
     for run in runs:

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from scenario_lib.artifacts import MANIFEST_FILE, PREVIEW_FILE, REPORT_FILE, ScenarioManifest
-from scenario_lib.promotion import PromotionResult
+from scenario_lib.validation.artifacts import MANIFEST_FILE, PREVIEW_FILE, REPORT_FILE, ScenarioManifest
+from scenario_lib.runs.promotion import PromotionResult
 from scenario_lib.report import STAGE_ORDER, ValidationReport
-from scenario_lib.store import DatasetStore, ObjectNotFoundError, join_key, staging_prefix
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError, join_key, staging_prefix
 
 from flows.results import GenerationResult, ReviewResult, SeedRun
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from scenario_lib.generation import open_store
-from scenario_lib.trace_export import ALL_FORMATS, ExportFormat, export_store_traces
+from scenario_lib.runs.generation import open_store
+from scenario_lib.insight.trace_export import ALL_FORMATS, ExportFormat, export_store_traces
 
 from flows.parameters import settings_for
 

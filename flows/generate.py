@@ -29,7 +29,7 @@ from prefect.utilities.annotations import quote
 
 from scenario_lib.config import Settings
 from scenario_lib.errors import ConfigError, ScenarioError
-from scenario_lib.generation import (
+from scenario_lib.runs.generation import (
     GenerationContext,
     GenerationJob,
     SeedSchedule,
@@ -39,7 +39,7 @@ from scenario_lib.generation import (
     start_summary,
     write_run_record,
 )
-from scenario_lib.store import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
+from scenario_lib.store.dataset import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
 from scenario_lib.tiers import Tier, resolve_tier
 
 from flows.artifacts import publish_generation

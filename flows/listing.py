@@ -7,9 +7,9 @@ from enum import Enum
 from prefect import flow, get_run_logger
 
 from scenario_lib.errors import ConfigError, ScenarioError
-from scenario_lib.generation import open_store
-from scenario_lib.promotion import read_manifest
-from scenario_lib.store import FAILURES_PREFIX, STAGING_PREFIX, join_key, list_scenarios, parse_scenario_id
+from scenario_lib.runs.generation import open_store
+from scenario_lib.runs.promotion import read_manifest
+from scenario_lib.store.dataset import FAILURES_PREFIX, STAGING_PREFIX, join_key, list_scenarios, parse_scenario_id
 
 from flows.artifacts import publish_listing
 from flows.parameters import settings_for

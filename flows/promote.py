@@ -1,6 +1,6 @@
 """The ``promote`` flow: move staged scenarios (a run, or given ids) into ``benchmarks/{dest}/`` with its manifest.
 
-A thin wrapper of `scenario_lib.promotion.promote`, which is crash-safe and idempotent: an unknown run
+A thin wrapper of `scenario_lib.runs.promotion.promote`, which is crash-safe and idempotent: an unknown run
 or scenario id, or a ``dest`` that is not a plain name (``../x``), fails the flow run with the library's
 message; scenarios promoted before are reported as already present.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from scenario_lib import promotion
-from scenario_lib.generation import open_store
-from scenario_lib.promotion import PromotionResult
+from scenario_lib.runs import promotion
+from scenario_lib.runs.generation import open_store
+from scenario_lib.runs.promotion import PromotionResult
 
 from flows.artifacts import publish_promotion
 from flows.parameters import settings_for

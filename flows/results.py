@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from scenario_lib.generation import SeedOutcome, StageCount
-from scenario_lib.promotion import PromotionResult
+from scenario_lib.runs.generation import SeedOutcome, StageCount
+from scenario_lib.runs.promotion import PromotionResult
 
 
 class SeedRun(BaseModel):

@@ -16,10 +16,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from scenario_lib import promotion
+from scenario_lib.runs import promotion
 from scenario_lib.errors import ConfigError
-from scenario_lib.generation import open_store
-from scenario_lib.store import (
+from scenario_lib.runs.generation import open_store
+from scenario_lib.store.dataset import (
     STAGING_PREFIX,
     DatasetStore,
     list_scenarios,

@@ -28,7 +28,7 @@ from prefect.states import State
 
 from scenario_lib.config import Settings
 from scenario_lib.errors import ConfigError, SandboxError, StoreError
-from scenario_lib.generation import GenerationContext, GenerationJob, generate_seed, open_generation_context
+from scenario_lib.runs.generation import GenerationContext, GenerationJob, generate_seed, open_generation_context
 
 from flows.results import SeedRun
 

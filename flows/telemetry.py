@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.store.dataset import DatasetStore
 
 # Set by Prefect's workers and runners in every flow-run process they start.
 FLOW_RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
@@ -100,7 +100,7 @@ def store_process_spans(store: DatasetStore, label: str) -> str | None:
     tracing = installed_tracing()
     if tracing is None or tracing.spool is None:
         return None
-    from scenario_lib.generation import store_spans
+    from scenario_lib.runs.generation import store_spans
 
     tracing.provider.force_flush()
     with _lock:

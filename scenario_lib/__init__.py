@@ -11,7 +11,7 @@ import os as _os
 from typing import Any
 
 # MuJoCo binds its OpenGL backend at its first import and cannot switch later; previews are rendered
-# headless. setdefault keeps the caller's choice (e.g. MUJOCO_GL=osmesa). See scenario_lib.render.
+# headless. setdefault keeps the caller's choice (e.g. MUJOCO_GL=osmesa). See scenario_lib.scene.render.
 _os.environ.setdefault("MUJOCO_GL", "egl")
 
 _EXPORTS: dict[str, str] = {
@@ -45,33 +45,33 @@ _EXPORTS: dict[str, str] = {
     "Settings": "config",
     "load_settings": "config",
     # validation
-    "HarnessConfig": "validation",
-    "SandboxLimits": "sandbox",
-    "SandboxPool": "sandbox",
+    "HarnessConfig": "validation.pipeline",
+    "SandboxLimits": "sandbox.pool",
+    "SandboxPool": "sandbox.pool",
     "Stage": "report",
     "ValidationReport": "report",
-    "Validator": "validation",
+    "Validator": "validation.pipeline",
     "Verdict": "report",
     # authoring and tiers
     "TIER_PRESETS": "tiers",
     "Tier": "tiers",
-    "author_script": "authoring",
+    "author_script": "authoring.offline",
     "resolve_tier": "tiers",
     # the agent
     "GenerationRequest": "agent",
     "run_agent": "agent",
     # runs, the store and promotion
-    "DatasetStore": "store",
-    "GenerationJob": "generation",
-    "RunSummary": "generation",
-    "ScenarioManifest": "artifacts",
-    "open_generation_context": "generation",
-    "promote": "promotion",
-    "run_generation": "generation",
-    "write_scenario_folder": "artifacts",
+    "DatasetStore": "store.dataset",
+    "GenerationJob": "runs.generation",
+    "RunSummary": "runs.generation",
+    "ScenarioManifest": "validation.artifacts",
+    "open_generation_context": "runs.generation",
+    "promote": "runs.promotion",
+    "run_generation": "runs.generation",
+    "write_scenario_folder": "validation.artifacts",
     # traces
     "configure_tracing": "tracing",
-    "export_traces": "trace_export",
+    "export_traces": "insight.trace_export",
 }
 
 __all__ = sorted(_EXPORTS)

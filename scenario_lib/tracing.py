@@ -171,7 +171,7 @@ def resolve_trace_file(file_path: str, store_root: str | None) -> Path:
     """Where the span file goes: a relative ``file_path`` lands under a local ``store_root``.
 
     A remote store root (``s3://...``) cannot take an appended file, so then the path stays relative to
-    the working directory; `scenario_lib.trace_export` turns span files into datasets for any store.
+    the working directory; `scenario_lib.insight.trace_export` turns span files into datasets for any store.
     """
     path = Path(file_path)
     if path.is_absolute() or store_root is None:

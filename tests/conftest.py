@@ -64,9 +64,9 @@ def decomposition_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def build_scene(tmp_path: Path, decomposition_cache: Path) -> Callable[..., BuiltScene]:
     """Build a script (by name) at (seed, scale), or take a built Scenario, and write its scene folder."""
-    from scenario_lib.collision import collision_meshes
+    from scenario_lib.scene.collision import collision_meshes
     from scenario_lib.contract import Scenario
-    from scenario_lib.mjcf import assemble_mjcf, hull_mesh_file, visual_mesh_file
+    from scenario_lib.scene.mjcf import assemble_mjcf, hull_mesh_file, visual_mesh_file
 
     counter = itertools.count()
 

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import pytest
 
-from scenario_lib.store import DatasetStore
+from scenario_lib.store.dataset import DatasetStore
 
 REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "scripts" / "stack.sh"

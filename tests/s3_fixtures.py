@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_lib.store import DatasetStore
+from scenario_lib.store.dataset import DatasetStore
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server
 
 

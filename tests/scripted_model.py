@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
-from scenario_lib.providers import read_request_block
+from scenario_lib.agent.providers import read_request_block
 
 
 def fenced(language: str, body: str) -> str:

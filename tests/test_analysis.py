@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_lib.analysis import (
+from scenario_lib.insight.analysis import (
     GroupBy,
     RunInput,
     ScenarioFacts,
@@ -27,7 +27,7 @@ from scenario_lib.analysis import (
     write_plots,
 )
 from scenario_lib.errors import ConfigError
-from scenario_lib.generation import RunSummary, SeedOutcome
+from scenario_lib.runs.generation import RunSummary, SeedOutcome
 
 STAGES = ("code", "geometry", "mjcf", "stability", "task")
 

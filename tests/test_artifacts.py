@@ -11,7 +11,7 @@ from pathlib import Path
 import mujoco
 import pytest
 
-from scenario_lib.artifacts import (
+from scenario_lib.validation.artifacts import (
     DEMONSTRATION_FILE,
     MANIFEST_FILE,
     PREVIEW_FILE,
@@ -23,8 +23,8 @@ from scenario_lib.artifacts import (
 )
 from scenario_lib.config import PACKAGED_MJCF_SCHEMA, SandboxMode
 from scenario_lib.report import ValidationReport
-from scenario_lib.sandbox import SandboxPool
-from scenario_lib.validation import SCENE_FILE, HarnessConfig, SeedValidation, Validator, script_sha256
+from scenario_lib.sandbox.pool import SandboxPool
+from scenario_lib.validation.pipeline import SCENE_FILE, HarnessConfig, SeedValidation, Validator, script_sha256
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).parent / "scripts"

@@ -13,7 +13,7 @@ from pathlib import Path
 import mujoco
 import pytest
 
-from scenario_lib.authoring import (
+from scenario_lib.authoring.offline import (
     DESIGN_SPACES,
     AuthoredScript,
     author_script,
@@ -24,12 +24,12 @@ from scenario_lib.authoring import (
 )
 from scenario_lib.contract import AllOf, Body, Hinge, InsideZone, JointInRange, Pose, Scenario, Slide
 from scenario_lib.errors import ConfigError
-from scenario_lib.geometry import check_solid, export_stl
-from scenario_lib.mjcf import assemble_mjcf, compile_mjcf
-from scenario_lib.sandbox import BuildOutcome
-from scenario_lib.task import is_success
+from scenario_lib.scene.geometry import check_solid, export_stl
+from scenario_lib.scene.mjcf import assemble_mjcf, compile_mjcf
+from scenario_lib.sandbox.pool import BuildOutcome
+from scenario_lib.scene.task import is_success
 from scenario_lib.tiers import TIER_PRESETS, Tier
-from scenario_lib.validation import HarnessConfig, Validator
+from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 ALL_FAMILIES = [family for preset in TIER_PRESETS.values() for family in preset.families]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scenario_lib.batch import (
+from scenario_lib.runs.batch import (
     BatchCheckpoint,
     UnitProgress,
     UnitState,
@@ -26,7 +26,7 @@ from scenario_lib.batch import (
 )
 from scenario_lib.config import LlmProvider
 from scenario_lib.errors import ConfigError
-from scenario_lib.store import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
 from scenario_lib.tiers import Tier
 from tests.test_cli import assert_one_paragraph_error, cli_env, invoke
 
@@ -413,7 +413,7 @@ experiments:
 
 
 def test_a_hosted_provider_gets_its_key_model_and_temperature_from_the_batch(tmp_path: Path) -> None:
-    from scenario_lib.authoring import author_script
+    from scenario_lib.authoring.offline import author_script
     from tests.openai_stub_server import serve_openai_stub
     from tests.scripted_model import APPROVE, fenced
 

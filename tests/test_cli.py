@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from scenario_lib.cli import app
 from scenario_lib.config import Settings, load_settings
-from scenario_lib.store import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server
 
 ROOT = Path(__file__).parents[1]

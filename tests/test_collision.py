@@ -15,7 +15,7 @@ from build123d import Cylinder as SolidCylinder
 from build123d import Part, Pos
 
 from conftest import export_meshes, load_script
-from scenario_lib.collision import (
+from scenario_lib.scene.collision import (
     collision_meshes,
     convexity_ratio,
     decompose_mesh,
@@ -154,6 +154,6 @@ def test_holed_block_decomposition_keeps_the_hole_open(
 
 
 def test_collision_module_does_not_import_build123d() -> None:
-    code = "import sys, scenario_lib.collision as c; c.convexity_ratio; print('build123d' in sys.modules)"
+    code = "import sys, scenario_lib.scene.collision as c; c.convexity_ratio; print('build123d' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

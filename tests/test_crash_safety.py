@@ -26,15 +26,15 @@ from pathlib import Path
 
 import pytest
 
-from scenario_lib.artifacts import MANIFEST_FILE, parse_scenario_manifest
+from scenario_lib.validation.artifacts import MANIFEST_FILE, parse_scenario_manifest
 from scenario_lib.config import SandboxMode
-from scenario_lib.generation import GenerationContext, GenerationJob, run_generation
-from scenario_lib.promotion import parse_entry, promote, read_manifest
-from scenario_lib.providers import OfflineChatModel
-from scenario_lib.sandbox import SandboxLimits, SandboxPool
-from scenario_lib.store import COMMIT_MARKER, DatasetStore, is_committed, list_scenarios
+from scenario_lib.runs.generation import GenerationContext, GenerationJob, run_generation
+from scenario_lib.runs.promotion import parse_entry, promote, read_manifest
+from scenario_lib.agent.providers import OfflineChatModel
+from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, is_committed, list_scenarios
 from scenario_lib.tiers import Tier
-from scenario_lib.validation import HarnessConfig, Validator
+from scenario_lib.validation.pipeline import HarnessConfig, Validator
 from tests.test_outage import WEED, WEED_ACCESS_KEY, WEED_SECRET_KEY, SeaweedS3
 from tests.test_promotion import assert_promoted, stage_run
 
@@ -46,7 +46,7 @@ CRASHES: list[str] = []  # every SIGKILL injected in this module, for the summar
 # The child: open the store, arm the SIGKILL before the N-th store mutation, then generate or promote.
 CHILD = """
 import json, os, signal, sys
-from scenario_lib.store import DatasetStore
+from scenario_lib.store.dataset import DatasetStore
 
 args = json.loads(sys.argv[1])
 store = DatasetStore.from_url(args["url"], **args["store"])
@@ -61,15 +61,15 @@ for name in {mutating!r}:
         return _original(*a, **k)
     setattr(store, name, armed)
 if args["what"] == "promote":
-    from scenario_lib.promotion import promote
+    from scenario_lib.runs.promotion import promote
     promote(store, run_id=args["run_id"], dest=args["dest"])
 else:
     from scenario_lib.config import SandboxMode
-    from scenario_lib.generation import GenerationContext, GenerationJob, run_generation
-    from scenario_lib.providers import OfflineChatModel
-    from scenario_lib.sandbox import SandboxLimits, SandboxPool
+    from scenario_lib.runs.generation import GenerationContext, GenerationJob, run_generation
+    from scenario_lib.agent.providers import OfflineChatModel
+    from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
     from scenario_lib.tiers import Tier
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
     with SandboxPool(workers=1, limits=SandboxLimits(cpu_s=30, wall_s=60), mode=SandboxMode(args["mode"])) as pool:
         context = GenerationContext(store=store, validator=Validator(pool, HarnessConfig(seeds=1)),
                                     chat_model=OfflineChatModel(), provider="offline", model=None,

@@ -34,9 +34,9 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
-from scenario_lib.generation import read_run_record
-from scenario_lib.promotion import read_manifest
-from scenario_lib.store import DatasetStore, is_committed, list_scenarios, staging_prefix
+from scenario_lib.runs.generation import read_run_record
+from scenario_lib.runs.promotion import read_manifest
+from scenario_lib.store.dataset import DatasetStore, is_committed, list_scenarios, staging_prefix
 from tests.prefect_stack import max_overlap
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server, closed_port
 
@@ -330,7 +330,7 @@ def test_export_traces_flow_writes_a_dataset_from_the_stored_spans(pair: dict[st
 
 def _scripted_seeds(outcomes: dict[int, Exception | bool]) -> Any:
     """A stand-in for `generate_seed` (to reach the failure branches): per seed, pass, fail or raise."""
-    from scenario_lib.generation import SeedOutcome
+    from scenario_lib.runs.generation import SeedOutcome
 
     def fake(context: Any, job: Any, seed: int) -> SeedOutcome:
         result = outcomes.get(seed, True)

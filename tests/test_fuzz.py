@@ -134,8 +134,8 @@ SCENARIO_MANIFEST = {
 
 
 def check_benchmark_manifest(data: bytes) -> None:
-    from scenario_lib.promotion import BenchmarkManifest, parse_manifest
-    from scenario_lib.store import validate_key
+    from scenario_lib.runs.promotion import BenchmarkManifest, parse_manifest
+    from scenario_lib.store.dataset import validate_key
 
     try:
         manifest = parse_manifest(data, url="s3://bucket/benchmarks/v1/manifest.json")
@@ -148,7 +148,7 @@ def check_benchmark_manifest(data: bytes) -> None:
 
 
 def check_benchmark_entry(data: bytes) -> None:
-    from scenario_lib.promotion import ManifestEntry, parse_entry
+    from scenario_lib.runs.promotion import ManifestEntry, parse_entry
 
     try:
         assert isinstance(parse_entry(data, url="file:///store/benchmarks/v1/entries/run_1.json"), ManifestEntry)
@@ -157,7 +157,7 @@ def check_benchmark_entry(data: bytes) -> None:
 
 
 def check_scenario_manifest(data: bytes) -> None:
-    from scenario_lib.artifacts import ScenarioManifest, parse_scenario_manifest
+    from scenario_lib.validation.artifacts import ScenarioManifest, parse_scenario_manifest
 
     try:
         manifest = parse_scenario_manifest(data, url="file:///store/staging/run_1/manifest.json")
@@ -255,7 +255,7 @@ hull_counts = st.dictionaries(names, st.integers(min_value=-3, max_value=4), max
 
 def check_mjcf_assembly(case: tuple[dict[str, Any], dict[str, int], bool]) -> None:
     from scenario_lib.contract import Scenario
-    from scenario_lib.mjcf import assemble_mjcf
+    from scenario_lib.scene.mjcf import assemble_mjcf
 
     raw, counts, complete = case
     try:
@@ -321,7 +321,7 @@ batch_texts = st.one_of(
 
 
 def check_batch_loader(text: str) -> None:
-    from scenario_lib.batch import parse_batch, plan_batch
+    from scenario_lib.runs.batch import parse_batch, plan_batch
 
     try:
         plan = plan_batch(parse_batch(text, source="fuzz.yaml"), source="fuzz.yaml")
@@ -358,7 +358,7 @@ raw_frames = st.one_of(
 
 
 def _frame(header: Any, payload: bytes) -> bytes:
-    from scenario_lib.sandbox_runner import encode_frame
+    from scenario_lib.sandbox.runner import encode_frame
 
     if isinstance(header, dict):
         return encode_frame(header, payload)
@@ -367,7 +367,7 @@ def _frame(header: Any, payload: bytes) -> bytes:
 
 
 def check_sandbox_result(result: bytes) -> None:
-    from scenario_lib.sandbox import BuildOutcome, SandboxLimits, outcome_from_worker
+    from scenario_lib.sandbox.pool import BuildOutcome, SandboxLimits, outcome_from_worker
 
     done = {"op": "done", "exit_code": 0, "signal": None, "cpu_s": 0.1, "output_tail": ""}
     outcome = outcome_from_worker(done, result, SandboxLimits(), 0.1)
@@ -389,7 +389,7 @@ PART_CHECK = {
 
 
 def check_part_check(data: bytes) -> None:
-    from scenario_lib.geometry import PartCheck
+    from scenario_lib.scene.geometry import PartCheck
 
     try:
         assert isinstance(PartCheck.from_json(data), PartCheck)
@@ -401,7 +401,7 @@ test_part_check_parser, test_part_check_parser_long = fast_and_slow(document_byt
 
 
 def check_stl(data: bytes) -> None:
-    from scenario_lib.geometry import check_mesh
+    from scenario_lib.scene.geometry import check_mesh
 
     mesh = check_mesh(data)
     assert mesh.ok is False or (mesh.triangles > 0 and math.isfinite(mesh.volume_mm3))
@@ -453,7 +453,7 @@ key_text = st.one_of(
 
 
 def check_store_key(key: str) -> None:
-    from scenario_lib.store import parse_scenario_id, validate_key, validate_name
+    from scenario_lib.store.dataset import parse_scenario_id, validate_key, validate_name
 
     try:
         normalized = validate_key(key)

@@ -10,7 +10,7 @@ import pytest
 
 from scenario_lib.config import load_settings
 from scenario_lib.errors import ConfigError
-from scenario_lib.generation import (
+from scenario_lib.runs.generation import (
     GenerationContext,
     GenerationJob,
     SeedOutcome,
@@ -20,10 +20,10 @@ from scenario_lib.generation import (
     read_run_record,
     run_generation,
 )
-from scenario_lib.providers import OfflineChatModel
-from scenario_lib.store import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.agent.providers import OfflineChatModel
+from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
 from scenario_lib.tiers import Tier
-from scenario_lib.validation import Validator
+from scenario_lib.validation.pipeline import Validator
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -151,8 +151,8 @@ def test_failed_seeds_are_kept_under_failures_and_the_run_says_it_fell_short(tmp
 
 
 def test_a_context_stores_its_spans_under_traces_and_they_export(tmp_path: Path) -> None:
-    from scenario_lib.generation import open_generation_context
-    from scenario_lib.trace_export import export_store_traces, read_calls
+    from scenario_lib.runs.generation import open_generation_context
+    from scenario_lib.insight.trace_export import export_store_traces, read_calls
 
     settings = load_settings(store={"url": f"file://{tmp_path / 'store'}"}, validation={"seeds": 2})
     with open_generation_context(settings, trace_label="traced-run") as context:

@@ -13,7 +13,7 @@ import pytest
 from build123d import Box, CenterArc, Circle, Cylinder, Part, Plane, Shell, Solid, sweep
 
 from scenario_lib.errors import GeometryError
-from scenario_lib.geometry import (
+from scenario_lib.scene.geometry import (
     MANIFOLD_OK,
     PartCheck,
     check_mesh,
@@ -176,7 +176,7 @@ def test_geometry_stage_names_missing_meshes_and_empty_scenarios() -> None:
 def test_mesh_side_does_not_import_build123d(tmp_path: Path) -> None:
     probe = (
         "import sys, io, trimesh\n"
-        "from scenario_lib.geometry import check_mesh, geometry_stage\n"
+        "from scenario_lib.scene.geometry import check_mesh, geometry_stage\n"
         "buffer = io.BytesIO(); trimesh.creation.box().export(buffer, file_type='stl')\n"
         "assert check_mesh(buffer.getvalue()).ok\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('build123d', 'OCP')))\n"

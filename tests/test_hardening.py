@@ -25,7 +25,7 @@ import pytest
 from scenario_lib.config import SandboxMode
 from scenario_lib.contract import Scenario
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.generation import (
+from scenario_lib.runs.generation import (
     GenerationContext,
     GenerationJob,
     RunSummary,
@@ -33,12 +33,12 @@ from scenario_lib.generation import (
     read_run_record,
     run_generation,
 )
-from scenario_lib.promotion import promote, read_manifest
+from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.report import Verdict
-from scenario_lib.sandbox import BuildRequest, SandboxLimits, SandboxPool
-from scenario_lib.store import DatasetStore, commit_scenario, list_scenarios
+from scenario_lib.sandbox.pool import BuildRequest, SandboxLimits, SandboxPool
+from scenario_lib.store.dataset import DatasetStore, commit_scenario, list_scenarios
 from scenario_lib.tiers import Tier
-from scenario_lib.validation import HarnessConfig, Validator
+from scenario_lib.validation.pipeline import HarnessConfig, Validator
 from tests.s3_server import MotoS3Server
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 from tests.test_store import make_scenario_folder
@@ -88,8 +88,8 @@ def attack(body: str) -> str:
 # passes on, then exits before the runner can write the honest one.
 FORGE = """
 import struct
-from scenario_lib.geometry import check_solid, export_stl
-from scenario_lib.sandbox_runner import encode_frame
+from scenario_lib.scene.geometry import check_solid, export_stl
+from scenario_lib.sandbox.runner import encode_frame
 scenario = _honest_build(seed, scale)
 bodies, meshes = [], []
 for body in scenario.bodies:
@@ -735,14 +735,14 @@ def test_a_corrupt_scenario_folder_stops_a_resume_with_the_fix(
 
 def read_scenario_folder_manifest(store: DatasetStore, local: Path) -> object:
     """`artifacts.read_manifest` on a downloaded copy of the folder."""
-    from scenario_lib.artifacts import read_manifest as read_folder_manifest
+    from scenario_lib.validation.artifacts import read_manifest as read_folder_manifest
 
     store.get_prefix("staging/resumed_0", local)
     return read_folder_manifest(local)
 
 
 def test_a_scenario_folder_manifest_round_trips_and_refuses_newer_formats(tmp_path: Path) -> None:
-    from scenario_lib.artifacts import parse_scenario_manifest
+    from scenario_lib.validation.artifacts import parse_scenario_manifest
 
     assert parse_scenario_manifest(scenario_manifest(), url="x").id == "resumed_0"
     with pytest.raises(StoreError, match=r"format_version 7, newer"):
@@ -793,7 +793,7 @@ MALFORMED_STL = {
 
 @pytest.mark.parametrize("case", list(MALFORMED_STL), ids=list(MALFORMED_STL))
 def test_malformed_stl_fails_the_geometry_stage_naming_the_body(case: str) -> None:
-    from scenario_lib.geometry import PartCheck, geometry_stage
+    from scenario_lib.scene.geometry import PartCheck, geometry_stage
 
     data, problem = MALFORMED_STL[case]
     honest_check = PartCheck(1, True, 8000.0, False, (-10.0, -10.0, -10.0), (10.0, 10.0, 10.0))
@@ -831,7 +831,7 @@ MALFORMED_MJCF: dict[str, tuple[bytes | str, bytes | None, str]] = {
 @pytest.mark.parametrize("case", list(MALFORMED_MJCF), ids=list(MALFORMED_MJCF))
 def test_malformed_mjcf_fails_the_mjcf_stage_with_the_reason(case: str, tmp_path: Path) -> None:
     from scenario_lib.config import PACKAGED_MJCF_SCHEMA
-    from scenario_lib.mjcf import assemble_mjcf, mjcf_stage
+    from scenario_lib.scene.mjcf import assemble_mjcf, mjcf_stage
 
     xml, mesh, problem = MALFORMED_MJCF[case]
     scenario = one_cube()
@@ -857,7 +857,7 @@ def test_a_mesh_that_crashed_manifold3d_is_a_failed_check_not_a_dead_process(tmp
     import sys
 
     (tmp_path / "crash.stl").write_bytes(MANIFOLD3D_SEGFAULT_STL)
-    probe = "import sys; from scenario_lib.geometry import check_mesh; print(check_mesh(open(sys.argv[1], 'rb').read()))"
+    probe = "import sys; from scenario_lib.scene.geometry import check_mesh; print(check_mesh(open(sys.argv[1], 'rb').read()))"
     done = subprocess.run(
         [sys.executable, "-c", probe, str(tmp_path / "crash.stl")], capture_output=True, text=True, cwd=REPO, timeout=120
     )

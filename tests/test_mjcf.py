@@ -28,7 +28,7 @@ from scenario_lib.contract import (
     Zone,
 )
 from scenario_lib.errors import MjcfError
-from scenario_lib.mjcf import (
+from scenario_lib.scene.mjcf import (
     assemble_mjcf,
     check_model_rules,
     check_schema,
@@ -240,7 +240,7 @@ def test_schema_checks_from_many_threads_agree(tmp_path: Path) -> None:
     """lxml schemas are not thread-safe: parallel seeds once all failed with 'Internal error'."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from scenario_lib.mjcf import _load_schema
+    from scenario_lib.scene.mjcf import _load_schema
 
     _load_schema.cache_clear()
     good = "<mujoco><worldbody/></mujoco>"

@@ -23,13 +23,13 @@ import pytest
 
 from scenario_lib.config import SandboxMode
 from scenario_lib.errors import StoreError
-from scenario_lib.generation import GenerationContext, GenerationJob, SeedOutcome, SeedSchedule, run_generation
-from scenario_lib.promotion import promote, read_manifest
-from scenario_lib.providers import OfflineChatModel
-from scenario_lib.sandbox import SandboxLimits, SandboxPool
-from scenario_lib.store import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedOutcome, SeedSchedule, run_generation
+from scenario_lib.runs.promotion import promote, read_manifest
+from scenario_lib.agent.providers import OfflineChatModel
+from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
 from scenario_lib.tiers import Tier
-from scenario_lib.validation import HarnessConfig, Validator
+from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
 WEED = Path(sys.executable).parent / "weed"
 WEED_ACCESS_KEY = "weed-test-access"

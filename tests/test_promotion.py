@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.promotion import MANIFEST_FORMAT_VERSION, BenchmarkManifest, promote, read_manifest
-from scenario_lib.store import (
+from scenario_lib.runs.promotion import MANIFEST_FORMAT_VERSION, BenchmarkManifest, promote, read_manifest
+from scenario_lib.store.dataset import (
     COMMIT_MARKER,
     DatasetStore,
     ObjectNotFoundError,

@@ -31,8 +31,8 @@ def load_harness() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def validator() -> Iterator[Any]:
-    from scenario_lib.sandbox import SandboxPool
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.sandbox.pool import SandboxPool
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     with SandboxPool(workers=2) as pool:
         yield Validator(pool, HarnessConfig(seeds=2))

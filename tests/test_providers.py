@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from scenario_lib.config import LlmProvider, LlmSettings
 from scenario_lib.errors import ConfigError
-from scenario_lib.providers import (
+from scenario_lib.agent.providers import (
     OFFLINE_MODEL,
     OfflineChatModel,
     check_provider,

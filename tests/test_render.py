@@ -16,8 +16,8 @@ from PIL import Image
 
 from conftest import BuiltScene
 from scenario_lib.errors import ScenarioError
-from scenario_lib.mjcf import compile_mjcf
-from scenario_lib.render import HEADLESS_BACKENDS, gl_backend, render_preview
+from scenario_lib.scene.mjcf import compile_mjcf
+from scenario_lib.scene.render import HEADLESS_BACKENDS, gl_backend, render_preview
 
 BuildScene = Callable[..., BuiltScene]
 
@@ -60,8 +60,8 @@ def test_osmesa_backend_renders(build_scene: BuildScene) -> None:
     """The software fallback: the caller sets MUJOCO_GL=osmesa before mujoco is imported."""
     scene = build_scene("dummy_box")
     code = (
-        "import sys; from pathlib import Path; from scenario_lib.mjcf import compile_mjcf;"
-        "from scenario_lib.render import gl_backend, render_preview;"
+        "import sys; from pathlib import Path; from scenario_lib.scene.mjcf import compile_mjcf;"
+        "from scenario_lib.scene.render import gl_backend, render_preview;"
         f"png = render_preview(compile_mjcf(Path({str(scene.xml_path)!r})));"
         "print(gl_backend(), len(png))"
     )

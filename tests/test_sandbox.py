@@ -19,9 +19,9 @@ import pytest
 from scenario_lib.config import SandboxMode
 from scenario_lib.contract import Scenario
 from scenario_lib.errors import SandboxError
-from scenario_lib.geometry import check_mesh
+from scenario_lib.scene.geometry import check_mesh
 from scenario_lib.report import Stage, Verdict
-from scenario_lib.sandbox import (
+from scenario_lib.sandbox.pool import (
     BuildFailure,
     BuildOutcome,
     BuildRequest,
@@ -30,7 +30,7 @@ from scenario_lib.sandbox import (
     outcome_from_worker,
     resolve_mode,
 )
-from scenario_lib.sandbox_runner import encode_frame
+from scenario_lib.sandbox.runner import encode_frame
 
 SCRIPTS = Path(__file__).parent / "scripts"
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def pool(host_secrets: Path) -> Iterator[SandboxPool]:
 
 def sandbox_processes(sandbox: SandboxPool) -> list[int]:
     """Pids of every process inside the pool's sandboxes (seen from the host), workers included."""
-    from scenario_lib.sandbox import _children_by_parent
+    from scenario_lib.sandbox.pool import _children_by_parent
 
     tree = _children_by_parent()
     found: list[int] = []
@@ -142,7 +142,7 @@ def build(seed, scale):
 
 EXPORT_IN_FRESH_PROCESS = """
 import importlib.util, sys
-from scenario_lib.geometry import export_stl
+from scenario_lib.scene.geometry import export_stl
 spec = importlib.util.spec_from_file_location("s", sys.argv[1])
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
 built = module.build(11, (1.3, 1.0, 0.7))
@@ -453,7 +453,7 @@ def test_dead_child_is_classified_by_signal_and_cpu_time() -> None:
 
 
 def test_auto_mode_refuses_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scenario_lib import sandbox
+    from scenario_lib.sandbox import pool as sandbox
 
     monkeypatch.setenv("PATH", "/nonexistent")
     sandbox._probe_bwrap.cache_clear()
@@ -474,7 +474,7 @@ def test_rlimits_mode_still_limits_and_clears_the_environment(monkeypatch: pytes
         forking = sandbox.run_build(script("if os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"), NOMINAL)
         worker_pid = sandbox._workers[0].process.pid  # type: ignore[union-attr]
         time.sleep(0.2)
-        from scenario_lib.sandbox import _children_by_parent
+        from scenario_lib.sandbox.pool import _children_by_parent
 
         leftovers = _children_by_parent().get(worker_pid, [])
         benign = sandbox.run_build(DUMMY_BOX, NOMINAL)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_lib.sandbox_runner import mount_points_under, remove_job_files
+from scenario_lib.sandbox.runner import mount_points_under, remove_job_files
 from tests.test_sandbox import needs_bwrap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ DUMMY_BOX = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
 BUILD_IN_COPY = """
 import json, sys
 from scenario_lib.errors import SandboxError
-from scenario_lib.sandbox import BuildRequest, SandboxPool
+from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
 import scenario_lib
 try:
     with SandboxPool(workers=1, mode="bwrap") as pool:

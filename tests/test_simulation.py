@@ -10,11 +10,11 @@ import pytest
 from build123d import Box as SolidBox
 
 from conftest import BuiltScene, load_script
-from scenario_lib.collision import convexity_ratio
+from scenario_lib.scene.collision import convexity_ratio
 from scenario_lib.contract import FREE, Body, Box, Collision, InsideZone, Pose, Scenario, Zone
-from scenario_lib.mjcf import compile_mjcf
+from scenario_lib.scene.mjcf import compile_mjcf
 from scenario_lib.report import Stage, Verdict
-from scenario_lib.simulation import StabilityThresholds, check_stability
+from scenario_lib.scene.simulation import StabilityThresholds, check_stability
 
 BuildScene = Callable[..., BuiltScene]
 

@@ -27,11 +27,12 @@ from scenario_lib.contract import (
     Scenario,
     Zone,
 )
-from scenario_lib.mjcf import compile_mjcf
+from scenario_lib.scene.mjcf import compile_mjcf
 from scenario_lib.report import ValidationReport, Verdict
-from scenario_lib.simulation import simulate_passive
-from scenario_lib.solvability import Demonstration, check_solvability, replay
-from scenario_lib.task import is_success
+from scenario_lib.scene.simulation import simulate_passive
+from scenario_lib.scene.demonstration import Demonstration, replay
+from scenario_lib.validation.solvability import check_solvability
+from scenario_lib.scene.task import is_success
 
 BuildScene = Callable[..., BuiltScene]
 TABLE_T = 10.0
@@ -215,9 +216,9 @@ def test_a_report_stored_before_the_stage_existed_reads_with_it_not_applicable()
 def test_the_scenario_folder_holds_the_demonstration_and_its_hash(tmp_path: Path) -> None:
     import hashlib
 
-    from scenario_lib.artifacts import DEMONSTRATION_FILE, read_manifest, write_scenario_folder
-    from scenario_lib.sandbox import SandboxPool
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.validation.artifacts import DEMONSTRATION_FILE, read_manifest, write_scenario_folder
+    from scenario_lib.sandbox.pool import SandboxPool
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     source = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
     with SandboxPool(workers=1) as pool:
@@ -237,9 +238,9 @@ def test_the_scenario_folder_holds_the_demonstration_and_its_hash(tmp_path: Path
 
 def test_the_coder_repairs_a_solvability_failure_from_its_feedback() -> None:
     from scenario_lib.agent import GenerationRequest, ScenarioPlan, StopReason, run_agent
-    from scenario_lib.sandbox import SandboxPool
+    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.tiers import Tier
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
     from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
     good = (Path(__file__).parent / "scripts" / "square_peg.py").read_text()
@@ -269,7 +270,7 @@ def test_revalidate_adds_the_new_stages_to_a_scenario_stored_before_them(tmp_pat
     import subprocess
     import sys
 
-    from scenario_lib.artifacts import DEMONSTRATION_FILE, MANIFEST_FILE, REPORT_FILE
+    from scenario_lib.validation.artifacts import DEMONSTRATION_FILE, MANIFEST_FILE, REPORT_FILE
 
     store = tmp_path / "store"
     env = {"SCENARIOS_STORE__URL": f"file://{store}", "SCENARIOS_TRACING__EXPORTER": "none", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
@@ -361,9 +362,9 @@ def test_a_scripts_own_demonstration_solves_what_the_generic_oracle_cannot(build
 )
 def test_the_coder_repairs_rest_and_negative_control_failures(broken: tuple[str, str], stage: str, fragment: str) -> None:
     from scenario_lib.agent import GenerationRequest, ScenarioPlan, StopReason, run_agent
-    from scenario_lib.sandbox import SandboxPool
+    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.tiers import Tier
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
     from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
     good = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()

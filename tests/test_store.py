@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.store import (
+from scenario_lib.store.dataset import (
     COMMIT_MARKER,
     DatasetStore,
     ObjectNotFoundError,

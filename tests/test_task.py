@@ -22,9 +22,9 @@ from scenario_lib.contract import (
     Slide,
     Zone,
 )
-from scenario_lib.mjcf import compile_mjcf
+from scenario_lib.scene.mjcf import compile_mjcf
 from scenario_lib.report import Stage, Verdict
-from scenario_lib.task import check_task, is_success
+from scenario_lib.scene.task import check_task, is_success
 
 BuildScene = Callable[..., BuiltScene]
 

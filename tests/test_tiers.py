@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from scenario_lib.authoring import DESIGN_SPACES
+from scenario_lib.authoring.offline import DESIGN_SPACES
 from scenario_lib.errors import ConfigError
 from scenario_lib.tiers import TIER_PRESETS, Tier, TierPreset, resolve_tier
 

@@ -14,7 +14,7 @@ from opentelemetry.trace import Tracer
 
 from scenario_lib.config import TraceExporter, TracingSettings
 from scenario_lib.errors import ConfigError
-from scenario_lib.trace_export import CALLS_DIR, ExportFormat, export_traces, read_calls
+from scenario_lib.insight.trace_export import CALLS_DIR, ExportFormat, export_traces, read_calls
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,

@@ -14,8 +14,8 @@ import pytest
 from scenario_lib.config import PACKAGED_MJCF_SCHEMA, SandboxMode
 from scenario_lib.contract import ScaleLimits
 from scenario_lib.report import STAGE_ORDER, Stage, StageResult, ValidationReport, Verdict
-from scenario_lib.sandbox import BuildRequest, SandboxPool
-from scenario_lib.validation import (
+from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
+from scenario_lib.validation.pipeline import (
     NOMINAL_SCALE,
     HarnessConfig,
     SeedValidation,

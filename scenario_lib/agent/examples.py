@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.store.dataset import DatasetStore
 
 # Budget for the examples in one coder prompt: two of the larger family templates (~2,300 tokens each)
 # fit, and a prompt stays well under the 16k context of small local models.
@@ -57,7 +57,7 @@ def _words(text: str) -> set[str]:
 
 def family_examples() -> list[ExampleScript]:
     """The offline author's family templates, one example each."""
-    from scenario_lib.authoring import FAMILY_KEYWORDS, template_source
+    from scenario_lib.authoring.offline import FAMILY_KEYWORDS, template_source
     from scenario_lib.tiers import TIER_PRESETS
 
     examples = []
@@ -78,8 +78,8 @@ def stored_examples(store: DatasetStore, limit: int = STORED_EXAMPLE_LIMIT) -> l
 
     Scripts the offline author wrote are left out: they are the family templates again.
     """
-    from scenario_lib.artifacts import MANIFEST_FILE, SCRIPT_FILE, parse_scenario_manifest
-    from scenario_lib.store import BENCHMARKS_PREFIX, STAGING_PREFIX, is_committed
+    from scenario_lib.validation.artifacts import MANIFEST_FILE, SCRIPT_FILE, parse_scenario_manifest
+    from scenario_lib.store.dataset import BENCHMARKS_PREFIX, STAGING_PREFIX, is_committed
 
     manifests = [
         key

@@ -64,7 +64,7 @@ from scenario_lib.agent.state import (
 )
 from scenario_lib.config import LlmProvider
 from scenario_lib.errors import ConfigError
-from scenario_lib.providers import SEMCONV_PROVIDER_NAMES
+from scenario_lib.agent.providers import SEMCONV_PROVIDER_NAMES
 from scenario_lib.report import SeedReport, Stage, StageResult, ValidationReport, Verdict
 from scenario_lib.tiers import Tier
 from scenario_lib.tracing import (
@@ -82,7 +82,7 @@ from scenario_lib.tracing import (
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from scenario_lib.validation import SeedValidation
+    from scenario_lib.validation.pipeline import SeedValidation
 
 AGENT_NAME = "scenario_architect"
 TRACER_NAME = "scenario_lib.agent"

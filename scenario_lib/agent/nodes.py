@@ -45,7 +45,7 @@ from scenario_lib.agent.state import (
     StopReason,
 )
 from scenario_lib.errors import ScenarioError
-from scenario_lib.providers import estimate_cost_usd
+from scenario_lib.agent.providers import estimate_cost_usd
 from scenario_lib.report import STAGE_ORDER, ValidationReport
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,

@@ -24,7 +24,7 @@ from scenario_lib.agent.examples import ExampleScript, family_catalogue, render_
 from scenario_lib.agent.reference import reference_sections
 from scenario_lib.agent.state import AgentRole, Feedback, GenerationRequest, ReviewVerdict, ScenarioPlan
 from scenario_lib.errors import ConfigError
-from scenario_lib.providers import fenced_blocks
+from scenario_lib.agent.providers import fenced_blocks
 
 PLANNER_INSTRUCTIONS = """\
 You are the planner of a team that writes parametric physics benchmark scenarios (build123d + MuJoCo).

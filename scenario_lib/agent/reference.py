@@ -137,9 +137,9 @@ def contract_reference() -> str:
 
 def stage_rules() -> str:
     """The rules of every validation stage, with the validator's own thresholds."""
-    from scenario_lib.mjcf import MAX_BODY_EXTENT_M, MAX_MOVING_MASS_KG, MAX_TIMESTEP_S, MIN_BODY_EXTENT_M, MIN_MOVING_MASS_KG
-    from scenario_lib.simulation import DEFAULT_THRESHOLDS as T
-    from scenario_lib.task import ZONE_REACH_MARGIN
+    from scenario_lib.scene.mjcf import MAX_BODY_EXTENT_M, MAX_MOVING_MASS_KG, MAX_TIMESTEP_S, MIN_BODY_EXTENT_M, MIN_MOVING_MASS_KG
+    from scenario_lib.scene.simulation import DEFAULT_THRESHOLDS as T
+    from scenario_lib.scene.task import ZONE_REACH_MARGIN
 
     return f"""\
 ## What the validator checks, per (seed, scale); the first failing stage ends that seed
@@ -179,7 +179,7 @@ def tool_versions() -> str:
     """The versions of the tools a script runs against (those every validation report records)."""
     import platform
 
-    from scenario_lib.validation import library_versions
+    from scenario_lib.validation.pipeline import library_versions
 
     labels = {"build123d": "build123d", "cadquery-ocp": "OCP", "mujoco": "MuJoCo"}
     versions = [f"Python {platform.python_version()}"]

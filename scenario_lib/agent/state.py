@@ -25,7 +25,7 @@ from scenario_lib.tiers import Tier
 if TYPE_CHECKING:
     from scenario_lib.agent.examples import ExampleScript
     from scenario_lib.agent.prompts import PromptSet
-    from scenario_lib.validation import SeedValidation
+    from scenario_lib.validation.pipeline import SeedValidation
 
 DEFAULT_MAX_ATTEMPTS = 4
 REVIEW_STAGE = "review"  # stage_reached of an attempt the reviewer rejected (it never reached validation)
@@ -175,7 +175,7 @@ class AgentState(TypedDict, total=False):
 
 
 class ScriptValidator(Protocol):
-    """What the verifier node needs: `scenario_lib.validation.Validator` satisfies it."""
+    """What the verifier node needs: `scenario_lib.validation.pipeline.Validator` satisfies it."""
 
     def validate_script(
         self, source: str, *, base_seed: int = 0, render_preview: bool = False

@@ -39,7 +39,7 @@ def render_role_messages(
         reviewer_messages,
     )
     from scenario_lib.agent.state import GenerationRequest
-    from scenario_lib.providers import OfflineChatModel
+    from scenario_lib.agent.providers import OfflineChatModel
     from scenario_lib.tiers import TIER_PRESETS, resolve_tier
 
     settings = load_cli_settings(store_url=settings_store)

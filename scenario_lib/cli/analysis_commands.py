@@ -12,9 +12,9 @@ from scenario_lib.cli.app import StoreOption, app, fail, load_cli_settings, open
 from scenario_lib.cli.output import OutputFormat, console, error_console, print_tables, write_json, write_stdout
 
 if TYPE_CHECKING:
-    from scenario_lib.analysis import TableData
+    from scenario_lib.insight.analysis import TableData
     from scenario_lib.config import Settings
-    from scenario_lib.trace_export import ExportFormat, ExportSummary
+    from scenario_lib.insight.trace_export import ExportFormat, ExportSummary
 
 RunRefs = Annotated[
     list[str] | None,
@@ -24,7 +24,7 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table | js
 
 
 def _emit_tables(tables: list[TableData], output: OutputFormat) -> None:
-    from scenario_lib.analysis import tables_to_csv
+    from scenario_lib.insight.analysis import tables_to_csv
 
     if output is OutputFormat.CSV:
         write_stdout(tables_to_csv(tables))
@@ -44,7 +44,7 @@ def analyze(
     store: StoreOption = None,
 ) -> None:
     """Yield per stage, tier, family and model; cost per accepted scenario; parameter coverage and diversity."""
-    from scenario_lib.analysis import analyze_runs, load_runs, load_scenario_facts, report_tables, write_plots
+    from scenario_lib.insight.analysis import analyze_runs, load_runs, load_scenario_facts, report_tables, write_plots
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)
@@ -78,7 +78,7 @@ def compare(
 
     Per-seed outcomes: passed (0/1), stages passed (0-5), attempts, seconds and tokens.
     """
-    from scenario_lib.analysis import GroupBy, compare_groups, comparison_tables, load_runs
+    from scenario_lib.insight.analysis import GroupBy, compare_groups, comparison_tables, load_runs
     from scenario_lib.tiers import resolve_tier
 
     try:
@@ -105,8 +105,8 @@ def compare(
 
 def _export_to(settings: Settings, out: str, formats: list[ExportFormat]) -> tuple[ExportSummary, str]:
     """Export the store's traces to ``out``: a folder, or an S3 URL (through a local folder)."""
-    from scenario_lib.store import DatasetStore
-    from scenario_lib.trace_export import CALLS_DIR, export_store_traces
+    from scenario_lib.store.dataset import DatasetStore
+    from scenario_lib.insight.trace_export import CALLS_DIR, export_store_traces
 
     source = open_cli_store(settings)
     if not out.lower().startswith("s3://"):
@@ -140,7 +140,7 @@ def traces_export(
     store: StoreOption = None,
 ) -> None:
     """Export the agent's model calls stored under traces/ as RL and fine-tuning datasets (incremental)."""
-    from scenario_lib.trace_export import ALL_FORMATS, ExportFormat
+    from scenario_lib.insight.trace_export import ALL_FORMATS, ExportFormat
 
     chosen: list[ExportFormat] = []
     for name in formats or []:

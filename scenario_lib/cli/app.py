@@ -22,7 +22,7 @@ from scenario_lib.errors import ConfigError, ScenarioError
 
 if TYPE_CHECKING:
     from scenario_lib.config import LlmProvider, LlmSettings, Settings
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.store.dataset import DatasetStore
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ def load_cli_settings(*, store_url: str | None = None) -> Settings:
 
 def open_cli_store(settings: Settings) -> DatasetStore:
     """The store the settings point at; an unreachable store exits with one paragraph."""
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.store.dataset import DatasetStore
 
     store = settings.store
 
@@ -201,7 +201,7 @@ def llm_for(
     from pydantic import ValidationError
 
     from scenario_lib.config import LlmSettings
-    from scenario_lib.providers import model_name
+    from scenario_lib.agent.providers import model_name
 
     configured = settings.llm
     chosen = provider or configured.provider

@@ -24,14 +24,14 @@ from scenario_lib.cli.output import console, write_json
 from scenario_lib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scenario_lib.batch import BatchCheckpoint, BatchEvent, BatchPlan
+    from scenario_lib.runs.batch import BatchCheckpoint, BatchEvent, BatchPlan
     from scenario_lib.config import LlmSettings, Settings
 
 BatchFile = Annotated[Path, typer.Argument(help="The batch YAML file (see configs/example_batch.yaml).")]
 
 
 def _load_plan(path: Path) -> BatchPlan:
-    from scenario_lib.batch import load_batch
+    from scenario_lib.runs.batch import load_batch
 
     return run_guarded(lambda: load_batch(path))
 
@@ -136,8 +136,8 @@ def batch_run(
     An interrupted batch (Ctrl-C, a killed process, a lost machine) continues with --resume: finished
     runs are skipped and no finished scenario is redone. Exit 1 when a run fell short of its count.
     """
-    from scenario_lib.batch import BatchEventKind, read_checkpoint, run_batch
-    from scenario_lib.generation import open_generation_context
+    from scenario_lib.runs.batch import BatchEventKind, read_checkpoint, run_batch
+    from scenario_lib.runs.generation import open_generation_context
 
     plan = _load_plan(path)
     if not 1 <= parallel <= 64:
@@ -211,7 +211,7 @@ def batch_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """The batches in the store with their progress."""
-    from scenario_lib.batch import list_checkpoints
+    from scenario_lib.runs.batch import list_checkpoints
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)
@@ -249,7 +249,7 @@ def batch_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checkpoint as JSON.")] = False,
 ) -> None:
     """Per run of a batch: state, passed and failed seeds."""
-    from scenario_lib.batch import BATCHES_PREFIX, read_checkpoint
+    from scenario_lib.runs.batch import BATCHES_PREFIX, read_checkpoint
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)

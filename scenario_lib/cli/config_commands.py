@@ -222,7 +222,7 @@ def config_validate() -> None:
     settings = load_cli_settings()
 
     def store_check() -> str:
-        from scenario_lib.store import RUNS_PREFIX, DatasetStore
+        from scenario_lib.store.dataset import RUNS_PREFIX, DatasetStore
 
         store = settings.store
         dataset = DatasetStore.from_url(
@@ -235,13 +235,13 @@ def config_validate() -> None:
         return f"{dataset.describe()} is reachable ({runs} runs)"
 
     def provider_check() -> str:
-        from scenario_lib.providers import check_provider, model_name
+        from scenario_lib.agent.providers import check_provider, model_name
 
         check_provider(settings.llm)
         return f"{settings.llm.provider.value}:{model_name(settings.llm)} is usable"
 
     def sandbox_check() -> str:
-        from scenario_lib.sandbox import resolve_mode
+        from scenario_lib.sandbox.pool import resolve_mode
 
         mode = resolve_mode(settings.sandbox.mode)
         weak = " (no isolation: never for LLM-written scripts)" if mode is SandboxMode.RLIMITS else ""
@@ -273,7 +273,7 @@ def providers(
 ) -> None:
     """The LLM providers: default models, which one is configured, and whether their keys are present."""
     from scenario_lib.config import LlmProvider
-    from scenario_lib.providers import DEFAULT_MODELS, check_provider, model_name
+    from scenario_lib.agent.providers import DEFAULT_MODELS, check_provider, model_name
 
     settings = load_cli_settings()
     rows = []

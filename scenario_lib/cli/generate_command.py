@@ -42,8 +42,8 @@ from scenario_lib.errors import ConfigError, ScenarioError
 
 if TYPE_CHECKING:
     from scenario_lib.config import LlmProvider
-    from scenario_lib.generation import GenerationJob, RunSummary, SeedOutcome
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.runs.generation import GenerationJob, RunSummary, SeedOutcome
+    from scenario_lib.store.dataset import DatasetStore
     from scenario_lib.tiers import Tier
 
 POLL_INTERVAL_S = 2.0
@@ -95,7 +95,7 @@ class SeedProgress:
 
 def choose_tier(tier: str | None, prompt: str | None) -> tuple[Tier, bool]:
     """The tier given, or the one inferred from a prompt (second value True); `ConfigError` for neither."""
-    from scenario_lib.batch import infer_tier
+    from scenario_lib.runs.batch import infer_tier
     from scenario_lib.tiers import resolve_tier
 
     if tier is not None:
@@ -154,8 +154,8 @@ def run_via_deployment(
     The flow writes ``runs/{run_id}.json`` to the worker's store; the CLI reads it from its own, so both
     must be the same store (pass --store to hand the flow the CLI's store URL).
     """
-    from scenario_lib.generation import finished_seeds, read_run_record
-    from scenario_lib.store import ObjectNotFoundError
+    from scenario_lib.runs.generation import finished_seeds, read_run_record
+    from scenario_lib.store.dataset import ObjectNotFoundError
 
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
@@ -264,7 +264,7 @@ def generate(
     Passed scenarios land in staging/{run_id}_{seed}/, failed ones in failures/, the run record in
     runs/{run_id}.json. Ctrl-C stops at once; --run-id with the printed id resumes.
     """
-    from scenario_lib.generation import GenerationJob, new_run_id, open_generation_context, run_generation
+    from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context, run_generation
 
     chosen_tier, inferred = run_guarded(lambda: choose_tier(tier, prompt))
     chosen_provider = run_guarded(lambda: parse_provider(provider)) if provider is not None else None

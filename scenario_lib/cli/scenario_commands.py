@@ -15,9 +15,9 @@ from scenario_lib.cli.output import console, human_size, print_report, print_run
 from scenario_lib.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from scenario_lib.artifacts import ScenarioManifest
+    from scenario_lib.validation.artifacts import ScenarioManifest
     from scenario_lib.report import ValidationReport
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.store.dataset import DatasetStore
 
 
 class Listing(str, Enum):
@@ -42,7 +42,7 @@ def validate(
     if not path.is_file():
         fail(f"no scenario script at {path}: pass the path of a .py file that defines build(seed, scale), or of a .xml model")
     if path.suffix.lower() == ".xml":
-        from scenario_lib.mjcf_file import validate_mjcf_file
+        from scenario_lib.validation.scene_file import validate_mjcf_file
 
         report = run_guarded(lambda: validate_mjcf_file(path, keyframe=keyframe))
         if as_json:
@@ -56,7 +56,7 @@ def validate(
     settings = load_cli_settings()
 
     def run() -> ValidationReport:
-        from scenario_lib.generation import make_validator
+        from scenario_lib.runs.generation import make_validator
 
         validator = make_validator(settings, seeds=seeds)
         with validator.pool:
@@ -82,7 +82,7 @@ def revalidate(
     dataset = open_cli_store(settings)
 
     def run() -> list[tuple[str, bool, str]]:
-        from scenario_lib.generation import make_validator, revalidate_scenario
+        from scenario_lib.runs.generation import make_validator, revalidate_scenario
 
         results = []
         validator = make_validator(settings, hidden_paths=[str(dataset.local_root)] if dataset.local_root else [])
@@ -107,7 +107,7 @@ def author(
     prompt: Annotated[str | None, typer.Option(help="What to build; defaults to the tier's prompt.")] = None,
 ) -> None:
     """Write an offline-authored scenario script: a starting point to edit."""
-    from scenario_lib.authoring import AuthoredScript, author_script
+    from scenario_lib.authoring.offline import AuthoredScript, author_script
     from scenario_lib.tiers import resolve_tier
 
     def run() -> AuthoredScript:
@@ -126,8 +126,8 @@ def author(
 def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest:
     from pydantic import ValidationError
 
-    from scenario_lib.artifacts import MANIFEST_FILE, ScenarioManifest
-    from scenario_lib.store import join_key
+    from scenario_lib.validation.artifacts import MANIFEST_FILE, ScenarioManifest
+    from scenario_lib.store.dataset import join_key
 
     key = join_key(folder, MANIFEST_FILE)
     try:
@@ -142,9 +142,9 @@ def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest
 def read_scenario_report(store: DatasetStore, folder: str) -> ValidationReport:
     from pydantic import ValidationError
 
-    from scenario_lib.artifacts import REPORT_FILE
+    from scenario_lib.validation.artifacts import REPORT_FILE
     from scenario_lib.report import ValidationReport
-    from scenario_lib.store import join_key
+    from scenario_lib.store.dataset import join_key
 
     key = join_key(folder, REPORT_FILE)
     try:
@@ -155,7 +155,7 @@ def read_scenario_report(store: DatasetStore, folder: str) -> ValidationReport:
 
 def _benchmark_folders(store: DatasetStore, dest: str | None) -> list[tuple[str, str]]:
     """(dest, folder) of every committed benchmark scenario, of one destination or all."""
-    from scenario_lib.store import BENCHMARKS_PREFIX, COMMIT_MARKER, validate_dest
+    from scenario_lib.store.dataset import BENCHMARKS_PREFIX, COMMIT_MARKER, validate_dest
 
     prefix = f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}" if dest else BENCHMARKS_PREFIX
     found = []
@@ -186,7 +186,7 @@ def _scenario_row(store: DatasetStore, folder: str, dest: str = "") -> dict[str,
 def _run_row(store: DatasetStore, key: str) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from scenario_lib.generation import RunSummary
+    from scenario_lib.runs.generation import RunSummary
 
     try:
         summary = RunSummary.model_validate_json(store.read_bytes(key))
@@ -207,7 +207,7 @@ def _run_row(store: DatasetStore, key: str) -> dict[str, Any]:
 
 
 def collect_listing(store: DatasetStore, where: Listing, dest: str | None) -> list[dict[str, Any]]:
-    from scenario_lib.store import FAILURES_PREFIX, RUNS_PREFIX, STAGING_PREFIX, join_key, list_scenarios
+    from scenario_lib.store.dataset import FAILURES_PREFIX, RUNS_PREFIX, STAGING_PREFIX, join_key, list_scenarios
 
     if where is Listing.RUNS:
         keys = [key for key in store.list_files(RUNS_PREFIX, recursive=False) if key.endswith(".json")]
@@ -276,7 +276,7 @@ def list_command(
 
 
 def _show_run(dataset: DatasetStore, run_id: str, as_json: bool) -> None:
-    from scenario_lib.generation import read_run_record
+    from scenario_lib.runs.generation import read_run_record
 
     summary = run_guarded(lambda: read_run_record(dataset, run_id))
     if as_json:
@@ -300,8 +300,8 @@ def _show_run(dataset: DatasetStore, run_id: str, as_json: bool) -> None:
 
 
 def _show_scenario(dataset: DatasetStore, folder: str, as_json: bool) -> None:
-    from scenario_lib.artifacts import PREVIEW_FILE
-    from scenario_lib.store import join_key
+    from scenario_lib.validation.artifacts import PREVIEW_FILE
+    from scenario_lib.store.dataset import join_key
 
     manifest = run_guarded(lambda: read_scenario_manifest(dataset, folder))
     report = run_guarded(lambda: read_scenario_report(dataset, folder))
@@ -345,8 +345,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show a scenario (manifest, validation report, preview path) or a run (its seeds and summary)."""
-    from scenario_lib.analysis import scenario_folders
-    from scenario_lib.store import run_record_key, validate_name
+    from scenario_lib.insight.analysis import scenario_folders
+    from scenario_lib.store.dataset import run_record_key, validate_name
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)
@@ -375,9 +375,9 @@ def promote(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Promote staged scenarios (every passed scenario of a run, or single scenarios) into a benchmark."""
-    from scenario_lib.promotion import PromotionResult
-    from scenario_lib.promotion import promote as promote_scenarios
-    from scenario_lib.store import (
+    from scenario_lib.runs.promotion import PromotionResult
+    from scenario_lib.runs.promotion import promote as promote_scenarios
+    from scenario_lib.store.dataset import (
         STAGING_PREFIX,
         benchmark_entries_prefix,
         list_scenarios,
@@ -460,7 +460,7 @@ def tiers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def version() -> None:
     """Print the versions of scenario_lib and the libraries scenarios depend on."""
-    from scenario_lib.validation import library_versions
+    from scenario_lib.validation.pipeline import library_versions
 
     for name, value in sorted(library_versions().items()):
         console.print(f"{name} {value}")

@@ -1,4 +1,4 @@
-"""The sandboxed side of `scenario_lib.sandbox`: a warm worker that forks one child per build.
+"""The sandboxed side of `scenario_lib.sandbox.pool`: a warm worker that forks one child per build.
 
 Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR [--clean-scratch]``, usually inside
 bubblewrap as uid 65534. The worker imports build123d once, tells the host it is ready, then loops:
@@ -204,7 +204,7 @@ def _preload() -> None:
     import build123d
 
     from scenario_lib.contract import Scenario  # noqa: F401
-    from scenario_lib.geometry import check_solid, export_stl
+    from scenario_lib.scene.geometry import check_solid, export_stl
 
     box = build123d.Box(1.0, 1.0, 1.0)
     check_solid(box)
@@ -479,7 +479,7 @@ def _describe(err: BaseException, script: Path, what: str) -> str:
     detail = f"{type(err).__name__}: {err}"
     if isinstance(err, SyntaxError):
         return f"{what} failed: {detail}".rstrip()
-    from scenario_lib.script_hints import hint_for
+    from scenario_lib.sandbox.hints import hint_for
 
     frames = [frame for frame in traceback.extract_tb(err.__traceback__) if frame.filename == str(script)]
     line = (frames[-1].line or "").strip() if frames else ""
@@ -509,7 +509,7 @@ def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], b
     from pydantic import ValidationError
 
     from scenario_lib.contract import Scenario, collecting_contract_errors, describe_validation_error
-    from scenario_lib.geometry import check_solid, export_stl, is_nonempty_shape
+    from scenario_lib.scene.geometry import check_solid, export_stl, is_nonempty_shape
 
     timings: dict[str, float] = {}
     script = job_dir / SCRIPT_FILE

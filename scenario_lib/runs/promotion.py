@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.store import (
+from scenario_lib.store.dataset import (
     RUNS_PREFIX,
     STAGING_PREFIX,
     DatasetStore,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from scenario_lib.errors import StoreError
 from scenario_lib.report import ValidationReport
-from scenario_lib.validation import SeedValidation, library_versions
+from scenario_lib.validation.pipeline import SeedValidation, library_versions
 
 SCRIPT_FILE = "scenario.py"
 REPORT_FILE = "validation.json"

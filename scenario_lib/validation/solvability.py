@@ -1,7 +1,7 @@
 """Solvability: a physical demonstration takes the scene from its initial state to success.
 
 The stage runs after task. The generic oracle solves every success condition from the scene alone,
-acting only through the bounded `scenario_lib.actuation.Hand`:
+acting only through the bounded `scenario_lib.scene.actuation.Hand`:
 
 * `InsideZone` on a free body: grasp it, lift it clear of everything else, carry it above the zone
   while turning it to the first orientation that fits there (the body's start orientation, then the
@@ -22,7 +22,6 @@ it bit for bit. The negative control (the passive rollout must not reach success
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import mujoco
 import numpy as np
 import numpy.typing as npt
 
-from scenario_lib.actuation import (
+from scenario_lib.scene.actuation import (
     CONTROL_PERIOD_S,
     Hand,
     HandAction,
@@ -40,9 +39,9 @@ from scenario_lib.actuation import (
 )
 from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
 from scenario_lib.report import Metric, Stage, StageResult
-from scenario_lib.task import goal_distance, is_success
+from scenario_lib.scene.demonstration import Demonstration, replay
+from scenario_lib.scene.task import goal_distance, is_success
 
-DEMONSTRATION_FORMAT_VERSION = 1
 GENERIC_ORACLE = "generic_oracle"
 SCRIPT_DEMONSTRATION = "script"
 # The passive rollout must end at least this far from success (mm for zones and slides, degrees for hinges).
@@ -61,45 +60,6 @@ DEEP_STEPS_BLOCKED = 3
 MAX_ORIENTATION_TRIES = 3
 STALL_WINDOW_S = 1.0  # a joint driven at its bound that moves less than 2 % of the way left in this long is stalled
 MAX_DRIVE_S = 10.0
-
-
-@dataclass(frozen=True)
-class Demonstration:
-    """A demonstration as data: the actions at the control rate and the state after each."""
-
-    source: str
-    control_period_s: float
-    bodies: tuple[str, ...]
-    actions: tuple[tuple[float, ...], ...]
-    qpos: tuple[tuple[float, ...], ...]  # qpos after each action
-    format_version: int = DEMONSTRATION_FORMAT_VERSION
-
-    def to_json(self) -> bytes:
-        payload = {
-            "format_version": self.format_version,
-            "source": self.source,
-            "control_period_s": self.control_period_s,
-            "bodies": list(self.bodies),
-            "actions": [list(action) for action in self.actions],
-            "qpos": [list(state) for state in self.qpos],
-        }
-        return (json.dumps(payload, separators=(",", ":")) + "\n").encode("utf-8")
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Demonstration:
-        payload = json.loads(data)
-        if payload.get("format_version") != DEMONSTRATION_FORMAT_VERSION:
-            raise ValueError(
-                f"demonstration format_version {payload.get('format_version')!r} is not {DEMONSTRATION_FORMAT_VERSION}; "
-                "re-validate the scenario with this version of scenario-lib"
-            )
-        return cls(
-            source=str(payload["source"]),
-            control_period_s=float(payload["control_period_s"]),
-            bodies=tuple(str(name) for name in payload["bodies"]),
-            actions=tuple(tuple(float(v) for v in action) for action in payload["actions"]),
-            qpos=tuple(tuple(float(v) for v in state) for state in payload["qpos"]),
-        )
 
 
 @dataclass
@@ -606,19 +566,6 @@ def _metrics(run: _Run, tries: int, source: str) -> dict[str, Metric]:
     }
 
 
-def replay(model: mujoco.MjModel, demonstration: Demonstration) -> mujoco.MjData:
-    """Play a stored demonstration's actions on ``model`` from its initial state; returns the final data."""
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    hand = Hand(model, data)
-    names = tuple(body.name for body in hand.bodies)
-    if names != demonstration.bodies:
-        raise ValueError(f"the demonstration holds bodies {demonstration.bodies}, the scene {names}: it is not this scene's")
-    for action in demonstration.actions:
-        hand.act(HandAction.from_vector(action))
-    return data
-
-
 def negative_control(scenario: Scenario, model: mujoco.MjModel, passive_qpos: npt.NDArray[np.float64]) -> str:
     """"" when the passive end state is clearly unsolved, else why it is not a task."""
     data = mujoco.MjData(model)
@@ -658,9 +605,7 @@ def check_solvability(
 
 
 __all__ = [
-    "Demonstration",
     "check_solvability",
     "demonstrate",
     "negative_control",
-    "replay",
 ]

@@ -40,13 +40,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scenario_lib.config import LlmProvider, LlmSettings
 from scenario_lib.errors import ConfigError
-from scenario_lib.store import DatasetStore, ObjectNotFoundError, join_key, validate_name
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError, join_key, validate_name
 from scenario_lib.tiers import TIER_PRESETS, Tier, resolve_tier
 
 if TYPE_CHECKING:
     import yaml
 
-    from scenario_lib.generation import GenerationContext, RunSummary, SeedOutcome
+    from scenario_lib.runs.generation import GenerationContext, RunSummary, SeedOutcome
 
 BATCHES_PREFIX = "batches"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -65,9 +65,9 @@ def infer_tier(prompt: str) -> Tier:
     """The tier whose families a free-form prompt names most (ties: tier1, tier2, test_dummy; none: tier1).
 
     "make me 10 levers" is tier2 (lever); "a peg into a hole" is tier1. The words are matched as
-    `scenario_lib.authoring.family_for` matches them, singular or plural.
+    `scenario_lib.authoring.offline.family_for` matches them, singular or plural.
     """
-    from scenario_lib.authoring import FAMILY_KEYWORDS
+    from scenario_lib.authoring.offline import FAMILY_KEYWORDS
 
     found = set(_WORD.findall(prompt.lower()))
     words = found | {word.removesuffix("s") for word in found if len(word) > 3}
@@ -237,7 +237,7 @@ def expand_units(spec: BatchSpec) -> list[BatchUnit]:
     Raises `ConfigError` for an experiment that names no tier and no prompt to infer one from, a
     per-provider model list for a provider the experiment does not use, or more than `MAX_UNITS` units.
     """
-    from scenario_lib.providers import DEFAULT_MODELS
+    from scenario_lib.agent.providers import DEFAULT_MODELS
 
     units: list[BatchUnit] = []
     for e_index, experiment in enumerate(spec.experiments):
@@ -621,8 +621,8 @@ def run_batch(
     pending = [index for index, progress in enumerate(writer.checkpoint.units) if not progress.finished]
 
     def run_unit(index: int) -> None:
-        from scenario_lib.generation import GenerationJob, run_generation
-        from scenario_lib.providers import make_chat_model
+        from scenario_lib.runs.generation import GenerationJob, run_generation
+        from scenario_lib.agent.providers import make_chat_model
 
         unit = writer.checkpoint.units[index].unit
         llm = llm_settings[unit.run_id]
@@ -684,7 +684,7 @@ def run_batch(
 
 def iter_batch_runs(store: DatasetStore, name: str) -> Iterator[tuple[BatchUnit, RunSummary]]:
     """Each finished or started unit of batch ``name`` with its stored run record (units without one are skipped)."""
-    from scenario_lib.generation import read_run_record
+    from scenario_lib.runs.generation import read_run_record
 
     checkpoint = read_checkpoint(store, name)
     if checkpoint is None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
-from scenario_lib.artifacts import (
+from scenario_lib.validation.artifacts import (
     MANIFEST_FILE,
     REPORT_FILE,
     SCRIPT_FILE,
@@ -38,7 +38,7 @@ from scenario_lib.artifacts import (
 from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
-from scenario_lib.store import (
+from scenario_lib.store.dataset import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
     TRACES_PREFIX,
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from scenario_lib.agent.examples import ExampleScript
     from scenario_lib.agent.prompts import PromptSet
-    from scenario_lib.validation import Validator
+    from scenario_lib.validation.pipeline import Validator
 
 MAX_COUNT = 10_000
 MAX_HEADROOM = 10_000
@@ -257,8 +257,8 @@ def open_store(settings: Settings) -> DatasetStore:
 
 def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
     """A validator with its own sandbox pool, configured from settings; the caller closes ``validator.pool``."""
-    from scenario_lib.sandbox import SandboxLimits, SandboxPool
-    from scenario_lib.validation import HarnessConfig, Validator
+    from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     sandbox = settings.sandbox
     pool = SandboxPool(
@@ -293,7 +293,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     """
     from scenario_lib.agent.examples import family_examples, stored_examples
     from scenario_lib.agent.prompts import PromptSet
-    from scenario_lib.providers import make_chat_model
+    from scenario_lib.agent.providers import make_chat_model
     from scenario_lib.tracing import configure_tracing
 
     store = open_store(settings)

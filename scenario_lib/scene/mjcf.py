@@ -35,7 +35,7 @@ import mujoco
 import numpy as np
 import numpy.typing as npt
 
-from scenario_lib.collision import effective_collision
+from scenario_lib.scene.collision import effective_collision
 from scenario_lib.contract import (
     AllOf,
     Body,

@@ -1,6 +1,6 @@
 """The offline author: writes real scenario scripts from family templates, without an LLM or network.
 
-Each family in ``scenario_lib/families/`` is a complete scenario script with a literal ``DESIGN`` block of
+Each family in ``scenario_lib/authoring/families/`` is a complete scenario script with a literal ``DESIGN`` block of
 structural choices (round or square peg, number of holes, hinge side, ...). `author_script` picks a family
 of the tier from the prompt's keywords (else by the seed), draws one value per design choice from the
 author seed, and returns the template's source with its ``DESIGN`` block rewritten. The script's own
@@ -120,7 +120,7 @@ def draw_design(family: str, seed: int) -> dict[str, DesignValue]:
 def template_source(family: str) -> str:
     """The source text of a family template (a complete scenario script with its default DESIGN)."""
     _space(family)
-    return resources.files("scenario_lib.families").joinpath(f"{family}.py").read_text(encoding="utf-8")
+    return resources.files("scenario_lib.authoring.families").joinpath(f"{family}.py").read_text(encoding="utf-8")
 
 
 def render_script(family: str, design: Mapping[str, DesignValue], seed: int | None = None) -> str:

@@ -43,8 +43,8 @@ from scenario_lib.report import STAGE_ORDER, Verdict
 from scenario_lib.tiers import TIER_PRESETS, Tier
 
 if TYPE_CHECKING:
-    from scenario_lib.generation import RunSummary, SeedOutcome
-    from scenario_lib.store import DatasetStore
+    from scenario_lib.runs.generation import RunSummary, SeedOutcome
+    from scenario_lib.store.dataset import DatasetStore
 
 COVERAGE_BINS = 10
 REVIEW_STAGE = "review"
@@ -104,9 +104,9 @@ def group_key(run: RunInput, by: GroupBy) -> str:
 
 def load_runs(store: DatasetStore, refs: Sequence[str] = ()) -> list[RunInput]:
     """The runs ``refs`` name (run ids or batch names; a batch stands for all its runs); none: every run."""
-    from scenario_lib.batch import BATCHES_PREFIX, iter_batch_runs
-    from scenario_lib.generation import read_run_record
-    from scenario_lib.store import RUNS_PREFIX, ObjectNotFoundError
+    from scenario_lib.runs.batch import BATCHES_PREFIX, iter_batch_runs
+    from scenario_lib.runs.generation import read_run_record
+    from scenario_lib.store.dataset import RUNS_PREFIX, ObjectNotFoundError
 
     def stored_names(prefix: str) -> list[str]:
         return [key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list_files(prefix, recursive=False)]
@@ -143,7 +143,7 @@ def load_runs(store: DatasetStore, refs: Sequence[str] = ()) -> list[RunInput]:
 
 def scenario_folders(store: DatasetStore) -> dict[str, str]:
     """Where each scenario's folder is now: staging, failures or a benchmark (after promotion)."""
-    from scenario_lib.store import (
+    from scenario_lib.store.dataset import (
         BENCHMARKS_PREFIX,
         COMMIT_MARKER,
         FAILURES_PREFIX,
@@ -166,9 +166,9 @@ def scenario_folders(store: DatasetStore) -> dict[str, str]:
 
 def load_scenario_facts(store: DatasetStore, runs: Sequence[RunInput]) -> dict[str, ScenarioFacts]:
     """Facts of every stored scenario of ``runs`` (seeds rejected in review have no folder and no facts)."""
-    from scenario_lib.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest
+    from scenario_lib.validation.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest
     from scenario_lib.report import ValidationReport
-    from scenario_lib.store import ObjectNotFoundError, join_key
+    from scenario_lib.store.dataset import ObjectNotFoundError, join_key
 
     wanted = {outcome.scenario_id for run in runs for outcome in run.summary.outcomes}
     facts: dict[str, ScenarioFacts] = {}

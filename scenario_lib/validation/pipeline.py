@@ -21,7 +21,7 @@ from pathlib import Path
 from scenario_lib.contract import Collision, ScaleLimits, Scenario
 from scenario_lib.errors import ConfigError, GeometryError, MjcfError, ScenarioError
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
-from scenario_lib.sandbox import BuildOutcome, BuildRequest, SandboxPool
+from scenario_lib.sandbox.pool import BuildOutcome, BuildRequest, SandboxPool
 
 logger = logging.getLogger(__name__)
 
@@ -196,12 +196,12 @@ class Validator:
     ) -> SeedValidation:
         """Run the trusted stages on one sandbox build."""
         # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
-        from scenario_lib.collision import collision_meshes
-        from scenario_lib.geometry import geometry_stage
-        from scenario_lib.mjcf import assemble_mjcf, mjcf_stage
-        from scenario_lib.simulation import simulate_passive
-        from scenario_lib.solvability import check_solvability
-        from scenario_lib.task import check_task
+        from scenario_lib.scene.collision import collision_meshes
+        from scenario_lib.scene.geometry import geometry_stage
+        from scenario_lib.scene.mjcf import assemble_mjcf, mjcf_stage
+        from scenario_lib.scene.simulation import simulate_passive
+        from scenario_lib.validation.solvability import check_solvability
+        from scenario_lib.scene.task import check_task
 
         stages: list[StageResult] = []
 
@@ -265,7 +265,7 @@ class Validator:
         stages.append(solvability)
         result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
         if render_preview and result.report.passed:
-            from scenario_lib.render import render_preview as render
+            from scenario_lib.scene.render import render_preview as render
 
             try:
                 preview = render(model)
@@ -285,7 +285,7 @@ def _declared_limits(probe: BuildOutcome) -> ScaleLimits:
 
 def _hull_misuse(scenario: Scenario, meshes: dict[str, bytes]) -> str | None:
     """A body declared HULL must be convex, else it collides as a solid lump (a peg rests on its hole)."""
-    from scenario_lib.collision import convexity_ratio
+    from scenario_lib.scene.collision import convexity_ratio
 
     for body in scenario.bodies:
         if body.collision is Collision.HULL and body.name in meshes:

@@ -1,13 +1,13 @@
 """Run untrusted scenario scripts in a warm pool of sandboxed worker processes.
 
-Each worker is a long-lived Python process (``scenario_lib.sandbox_runner``) that has build123d already
+Each worker is a long-lived Python process (``scenario_lib.sandbox.runner``) that has build123d already
 imported and forks one short-lived child per job. In `SandboxMode.BWRAP` the worker lives in a bubblewrap
 sandbox (no network, its own pid/ipc/uts namespaces, read-only root, home directories hidden, a
 size-capped private ``/tmp``) as uid 65534 without capabilities; the job child adds resource limits
 (address space, CPU, file size, processes, open files). `SandboxMode.RLIMITS` keeps only the resource limits.
 
 What comes back is untrusted data: a framed JSON header plus raw STL bytes, parsed here with size caps
-and re-validated (the Scenario by pydantic, the meshes by `scenario_lib.geometry.check_mesh` in the
+and re-validated (the Scenario by pydantic, the meshes by `scenario_lib.scene.geometry.check_mesh` in the
 geometry stage). Nothing from the sandbox is ever unpickled. See ``docs/sandbox.md``.
 """
 
@@ -33,9 +33,9 @@ from typing import Any
 
 from scenario_lib.config import SandboxMode
 from scenario_lib.errors import ConfigError, GeometryError, SandboxError
-from scenario_lib.geometry import PartCheck
+from scenario_lib.scene.geometry import PartCheck
 from scenario_lib.report import Metric, Stage, StageResult
-from scenario_lib.sandbox_runner import (
+from scenario_lib.sandbox.runner import (
     EXIT_RESULT_UNWRITABLE,
     MAX_HEADER_BYTES,
     OUTPUT_TAIL_BYTES,
@@ -53,8 +53,8 @@ SANDBOX_UID = 65534
 # Where the scratch tmpfs is mounted inside the sandbox, and its job folders.
 SANDBOX_TMP = "/tmp"
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024
-_RUNNER_MODULE = "scenario_lib.sandbox_runner"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_RUNNER_MODULE = "scenario_lib.sandbox.runner"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the scenario_lib package (this module is in sandbox/)
 _REPO_ROOT = _PACKAGE_DIR.parent
 # Paths hidden behind an empty tmpfs in the sandbox: home directories (credentials, SSH keys, cloud
 # configs), runtime sockets (/run: a unix socket on a read-only mount can still be connected to) and

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from scenario_lib.errors import ConfigError
-from scenario_lib.store import TRACES_PREFIX, DatasetStore
+from scenario_lib.store.dataset import TRACES_PREFIX, DatasetStore
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,

@@ -54,8 +54,8 @@ def validate_mjcf_file(xml_path: Path, *, keyframe: str | None = None, duration_
     """Validate a MuJoCo model file (see the module doc); raises `MjcfError` when it cannot be read."""
     import mujoco
 
-    from scenario_lib.simulation import check_stability
-    from scenario_lib.validation import library_versions
+    from scenario_lib.scene.simulation import check_stability
+    from scenario_lib.validation.pipeline import library_versions
 
     started = time.perf_counter()
     if not xml_path.is_file():

@@ -220,7 +220,7 @@ _DEMONSTRATIONS = {
 
 
 def _offline_plan(request: dict[str, Any]) -> str:
-    from scenario_lib.authoring import author_script
+    from scenario_lib.authoring.offline import author_script
     from scenario_lib.tiers import TIER_PRESETS, resolve_tier
 
     tier = resolve_tier(str(request["tier"]))
@@ -251,7 +251,7 @@ def _offline_plan(request: dict[str, Any]) -> str:
 
 
 def _offline_code(request: dict[str, Any]) -> str:
-    from scenario_lib.authoring import author_script
+    from scenario_lib.authoring.offline import author_script
     from scenario_lib.tiers import TIER_PRESETS, resolve_tier
 
     tier = resolve_tier(str(request["tier"]))

@@ -1,0 +1,1 @@
+"""The offline author: real scenario scripts written from family templates, without an LLM or network."""

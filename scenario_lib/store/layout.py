@@ -1,0 +1,206 @@
+"""The store's layout: every key and folder name under the store root, in one place.
+
+::
+
+    staging/{run_id}_{seed}/                  a validated scenario folder (committed)
+    failures/{run_id}_{seed}_a{attempt}/      a failed attempt with its reports (committed)
+    runs/{run_id}.json                        a run record
+    batches/{name}/                           a batch's checkpoint
+    benchmarks/{dest}/{scenario_id}/          a promoted scenario (committed)
+    benchmarks/{dest}/entries/{scenario_id}.json
+    benchmarks/{dest}/manifest.json
+    traces/                                   exported agent traces
+    .tmp/                                     uploads in flight; never read by consumers
+
+A folder is *committed* when its ``_COMMITTED`` marker is written (see `scenario_lib.store.commit`).
+Names are validated here, so no caller builds a key by hand or parses one with string splitting.
+"""
+
+from __future__ import annotations
+
+import re
+
+from scenario_lib.errors import ConfigError
+
+COMMIT_MARKER = "_COMMITTED"
+TMP_PREFIX = ".tmp"
+STAGING_PREFIX = "staging"
+FAILURES_PREFIX = "failures"
+RUNS_PREFIX = "runs"
+BENCHMARKS_PREFIX = "benchmarks"
+TRACES_PREFIX = "traces"
+BATCHES_PREFIX = "batches"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SCENARIO_ID_RE = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<seed>[0-9]{1,19})$")
+
+def validate_name(value: str, *, kind: str = "name") -> str:
+    """Return `value` if it is a safe single path segment (run id, dest name), else raise ConfigError."""
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"invalid {kind} {value!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, starting with a letter "
+            "or digit and without '..' (e.g. 'run-2024-01' or 'v1')"
+        )
+    return value
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return `run_id` if valid, else raise ConfigError."""
+    return validate_name(run_id, kind="run id")
+
+
+def validate_dest(dest: str) -> str:
+    """Return the benchmark destination name `dest` if valid, else raise ConfigError."""
+    return validate_name(dest, kind="benchmark destination")
+
+
+def make_scenario_id(run_id: str, seed: int) -> str:
+    """The scenario id ``{run_id}_{seed}``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"invalid seed {seed!r}: use a non-negative integer")
+    return f"{validate_run_id(run_id)}_{seed}"
+
+
+def parse_scenario_id(scenario_id: str) -> tuple[str, int]:
+    """Split a scenario id ``{run_id}_{seed}`` into ``(run_id, seed)``; ConfigError if malformed."""
+    match = _SCENARIO_ID_RE.fullmatch(scenario_id) if isinstance(scenario_id, str) else None
+    if match is None or ".." in scenario_id:
+        raise ConfigError(
+            f"invalid scenario id {scenario_id!r}: expected '{{run_id}}_{{seed}}' such as 'run-1_42' "
+            "(run id: 1-64 characters from A-Z a-z 0-9 _ . -; seed: a non-negative integer)"
+        )
+    return match["run_id"], int(match["seed"])
+
+
+def validate_key(key: str, *, allow_root: bool = False) -> str:
+    """Return `key` normalized (no trailing '/') if it is a safe relative key, else raise ConfigError.
+
+    Rejected: absolute keys, backslashes, '.', '..' and empty segments. The empty key (the store root)
+    is allowed only with `allow_root`.
+    """
+    if not isinstance(key, str):
+        raise ConfigError(f"invalid store key {key!r}: expected a string such as 'staging/run-1_0'")
+    stripped = key[:-1] if key.endswith("/") else key
+    if stripped == "":
+        if allow_root:
+            return ""
+        raise ConfigError("empty store key: name a file or folder under the store root, e.g. 'staging/run-1_0'")
+    problem = None
+    if stripped.startswith("/"):
+        problem = "it is absolute"
+    elif "\\" in stripped:
+        problem = "it contains a backslash"
+    elif "\x00" in stripped:
+        problem = "it contains a NUL byte"
+    else:
+        for segment in stripped.split("/"):
+            if segment in ("", ".", ".."):
+                problem = f"it has a {segment!r} segment" if segment else "it has an empty segment ('//')"
+                break
+    if problem:
+        raise ConfigError(
+            f"invalid store key {key!r}: {problem}; use a relative key with '/' separators, "
+            "e.g. 'staging/run-1_0/scene.xml'"
+        )
+    return stripped
+
+
+def join_key(*parts: str) -> str:
+    """Join key segments with '/', skipping empty ones, and validate the result."""
+    return validate_key("/".join(part.strip("/") for part in parts if part.strip("/")), allow_root=True)
+
+
+def staging_prefix(scenario_id: str) -> str:
+    """``staging/{scenario_id}``."""
+    parse_scenario_id(scenario_id)
+    return f"{STAGING_PREFIX}/{scenario_id}"
+
+
+def failure_prefix(scenario_id: str, attempt: int) -> str:
+    """``failures/{scenario_id}_a{attempt}``."""
+    parse_scenario_id(scenario_id)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise ConfigError(f"invalid attempt number {attempt!r}: use a non-negative integer")
+    return f"{FAILURES_PREFIX}/{scenario_id}_a{attempt}"
+
+
+def run_record_key(run_id: str) -> str:
+    """``runs/{run_id}.json``."""
+    return f"{RUNS_PREFIX}/{validate_run_id(run_id)}.json"
+
+
+def benchmark_prefix(dest: str, scenario_id: str) -> str:
+    """``benchmarks/{dest}/{scenario_id}``."""
+    parse_scenario_id(scenario_id)
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{scenario_id}"
+
+
+def benchmark_entries_prefix(dest: str) -> str:
+    """``benchmarks/{dest}/entries``."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/entries"
+
+
+def benchmark_entry_key(dest: str, scenario_id: str) -> str:
+    """``benchmarks/{dest}/entries/{scenario_id}.json``."""
+    parse_scenario_id(scenario_id)
+    return f"{benchmark_entries_prefix(dest)}/{scenario_id}.json"
+
+
+def benchmark_manifest_key(dest: str) -> str:
+    """``benchmarks/{dest}/manifest.json``."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/manifest.json"
+
+
+def parse_failure_folder(name: str) -> tuple[str, int]:
+    """Split a failure folder name ``{scenario_id}_a{attempt}`` into ``(scenario_id, attempt)``."""
+    scenario_id, sep, attempt = name.rpartition("_a")
+    if not sep or not attempt.isdigit():
+        raise ConfigError(f"invalid failure folder name {name!r}: expected '{{run_id}}_{{seed}}_a{{attempt}}' such as 'run-1_42_a1'")
+    parse_scenario_id(scenario_id)
+    return scenario_id, int(attempt)
+
+
+def scenario_id_of_folder(prefix: str, name: str) -> str:
+    """The scenario id of a committed folder ``name`` directly under ``prefix`` (staging, failures or a benchmark)."""
+    if prefix == FAILURES_PREFIX:
+        return parse_failure_folder(name)[0]
+    parse_scenario_id(name)
+    return name
+
+
+def benchmark_folder_of(key: str) -> tuple[str, str] | None:
+    """``(dest, scenario_id)`` when ``key`` is a benchmark scenario's commit marker
+    (``benchmarks/{dest}/{scenario_id}/_COMMITTED``), else None."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == BENCHMARKS_PREFIX and parts[3] == COMMIT_MARKER and parts[2] != "entries":
+        return parts[1], parts[2]
+    return None
+
+
+__all__ = [
+    "BATCHES_PREFIX",
+    "BENCHMARKS_PREFIX",
+    "COMMIT_MARKER",
+    "FAILURES_PREFIX",
+    "RUNS_PREFIX",
+    "STAGING_PREFIX",
+    "TMP_PREFIX",
+    "TRACES_PREFIX",
+    "benchmark_entries_prefix",
+    "benchmark_entry_key",
+    "benchmark_folder_of",
+    "benchmark_manifest_key",
+    "benchmark_prefix",
+    "failure_prefix",
+    "join_key",
+    "make_scenario_id",
+    "parse_failure_folder",
+    "parse_scenario_id",
+    "run_record_key",
+    "scenario_id_of_folder",
+    "staging_prefix",
+    "validate_dest",
+    "validate_key",
+    "validate_name",
+    "validate_run_id",
+]

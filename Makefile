@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@bash scripts/install-system-deps.sh
 	umask 022 && python3 -m venv $(VENV)
 	umask 022 && $(PY) -m pip install --quiet --upgrade pip
-	umask 022 && $(PY) -m pip install --quiet -e '.[test]'
+	umask 022 && $(PY) -m pip install --quiet -e '.[flows,dask,stack,data,test]'
 	chmod -R o+rX scenario_lib
 	@touch $(STAMP)
 

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from scenario_lib.validation.artifacts import MANIFEST_FILE, PREVIEW_FILE, REPORT_FILE, ScenarioManifest
+from scenario_lib.validation.artifacts import PREVIEW_FILE, read_scenario_manifest, read_scenario_report
 from scenario_lib.runs.promotion import PromotionResult
-from scenario_lib.report import STAGE_ORDER, ValidationReport
-from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError, join_key, staging_prefix
+from scenario_lib.report import STAGE_ORDER
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import join_key, staging_prefix
 
 from flows.results import GenerationResult, ReviewResult, SeedRun
 
@@ -110,8 +111,7 @@ def publish_generation(result: GenerationResult, store: DatasetStore) -> None:
 
 def scenario_markdown(store: DatasetStore, folder: str, scenario_id: str) -> str:
     """One staged scenario for a reviewer: preview, what it is, and its validation report per harness seed."""
-    manifest = ScenarioManifest.model_validate_json(store.read_bytes(join_key(folder, MANIFEST_FILE)))
-    report = ValidationReport.model_validate_json(store.read_bytes(join_key(folder, REPORT_FILE)))
+    manifest, report = read_scenario_manifest(store, folder), read_scenario_report(store, folder)
     header = "| harness seed | scale | " + " | ".join(stage.value for stage in STAGE_ORDER) + " |"
     rows = [header, "|" + "---|" * (len(STAGE_ORDER) + 2)]
     for seed_report in report.seeds:

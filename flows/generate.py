@@ -39,7 +39,7 @@ from scenario_lib.runs.generation import (
     start_summary,
     write_run_record,
 )
-from scenario_lib.store.dataset import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
+from scenario_lib.store.layout import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
 from scenario_lib.tiers import Tier, resolve_tier
 
 from flows.artifacts import publish_generation

@@ -9,7 +9,8 @@ from prefect import flow, get_run_logger
 from scenario_lib.errors import ConfigError, ScenarioError
 from scenario_lib.runs.generation import open_store
 from scenario_lib.runs.promotion import read_manifest
-from scenario_lib.store.dataset import FAILURES_PREFIX, STAGING_PREFIX, join_key, list_scenarios, parse_scenario_id
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.layout import FAILURES_PREFIX, STAGING_PREFIX, join_key, parse_scenario_id, scenario_id_of_folder
 
 from flows.artifacts import publish_listing
 from flows.parameters import settings_for
@@ -26,7 +27,7 @@ class ListingArea(str, Enum):
 def _run_of(name: str, prefix: str) -> str:
     """The run id of a folder name: ``{run_id}_{seed}`` in staging, ``{run_id}_{seed}_a{attempts}`` in failures."""
     try:
-        return parse_scenario_id(name.rsplit("_a", 1)[0] if prefix == FAILURES_PREFIX else name)[0]
+        return parse_scenario_id(scenario_id_of_folder(prefix, name))[0]
     except ScenarioError:
         return ""
 

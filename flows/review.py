@@ -19,10 +19,10 @@ from pydantic import Field, create_model
 from scenario_lib.runs import promotion
 from scenario_lib.errors import ConfigError
 from scenario_lib.runs.generation import open_store
-from scenario_lib.store.dataset import (
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import (
     STAGING_PREFIX,
-    DatasetStore,
-    list_scenarios,
     parse_scenario_id,
     staging_prefix,
     validate_dest,

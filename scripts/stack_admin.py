@@ -54,7 +54,8 @@ def report(flow_run_id: UUID, ui_url: str) -> int:
 
     from scenario_lib.config import load_settings
     from scenario_lib.runs.generation import open_store
-    from scenario_lib.store.dataset import STAGING_PREFIX, list_scenarios, parse_scenario_id
+    from scenario_lib.store.commit import list_scenarios
+    from scenario_lib.store.layout import STAGING_PREFIX, parse_scenario_id
 
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(flow_run_id)

@@ -26,7 +26,9 @@ from scenario_lib.runs.batch import (
 )
 from scenario_lib.config import LlmProvider
 from scenario_lib.errors import ConfigError
-from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
 from tests.test_cli import assert_one_paragraph_error, cli_env, invoke
 

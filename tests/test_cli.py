@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from scenario_lib.cli import app
 from scenario_lib.config import Settings, load_settings
-from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import COMMIT_MARKER
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server
 
 ROOT = Path(__file__).parents[1]

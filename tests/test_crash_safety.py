@@ -32,7 +32,9 @@ from scenario_lib.runs.generation import GenerationContext, GenerationJob, run_g
 from scenario_lib.runs.promotion import parse_entry, promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
 from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
-from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, is_committed, list_scenarios
+from scenario_lib.store.commit import is_committed, list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator
 from tests.test_outage import WEED, WEED_ACCESS_KEY, WEED_SECRET_KEY, SeaweedS3

@@ -36,7 +36,9 @@ from prefect.testing.utilities import prefect_test_harness
 
 from scenario_lib.runs.generation import read_run_record
 from scenario_lib.runs.promotion import read_manifest
-from scenario_lib.store.dataset import DatasetStore, is_committed, list_scenarios, staging_prefix
+from scenario_lib.store.commit import is_committed, list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import staging_prefix
 from tests.prefect_stack import max_overlap
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server, closed_port
 

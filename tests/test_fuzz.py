@@ -135,7 +135,7 @@ SCENARIO_MANIFEST = {
 
 def check_benchmark_manifest(data: bytes) -> None:
     from scenario_lib.runs.promotion import BenchmarkManifest, parse_manifest
-    from scenario_lib.store.dataset import validate_key
+    from scenario_lib.store.layout import validate_key
 
     try:
         manifest = parse_manifest(data, url="s3://bucket/benchmarks/v1/manifest.json")
@@ -453,7 +453,7 @@ key_text = st.one_of(
 
 
 def check_store_key(key: str) -> None:
-    from scenario_lib.store.dataset import parse_scenario_id, validate_key, validate_name
+    from scenario_lib.store.layout import parse_scenario_id, validate_key, validate_name
 
     try:
         normalized = validate_key(key)

@@ -21,7 +21,9 @@ from scenario_lib.runs.generation import (
     run_generation,
 )
 from scenario_lib.agent.providers import OfflineChatModel
-from scenario_lib.store.dataset import COMMIT_MARKER, DatasetStore, list_scenarios
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import Validator
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced

@@ -36,7 +36,8 @@ from scenario_lib.runs.generation import (
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.report import Verdict
 from scenario_lib.sandbox.pool import BuildRequest, SandboxLimits, SandboxPool
-from scenario_lib.store.dataset import DatasetStore, commit_scenario, list_scenarios
+from scenario_lib.store.commit import commit_scenario, list_scenarios
+from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator
 from tests.s3_server import MotoS3Server

@@ -13,15 +13,12 @@ import pytest
 
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.runs.promotion import MANIFEST_FORMAT_VERSION, BenchmarkManifest, promote, read_manifest
-from scenario_lib.store.dataset import (
+from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import (
     COMMIT_MARKER,
-    DatasetStore,
-    ObjectNotFoundError,
     benchmark_entry_key,
     benchmark_manifest_key,
-    commit_scenario,
-    is_committed,
-    list_scenarios,
     make_scenario_id,
 )
 from tests.test_store import InjectedCrash, crash_before_call, make_scenario_folder

@@ -120,7 +120,8 @@ def test_examples_are_the_closest_complete_scripts_within_the_budget(request_tex
 
 def test_the_library_grows_with_accepted_scenarios_of_the_store(dataset_store: Any, tmp_path: Path) -> None:
     from scenario_lib.validation.artifacts import MANIFEST_FILE, SCRIPT_FILE, ScenarioManifest
-    from scenario_lib.store.dataset import commit_scenario, staging_prefix
+    from scenario_lib.store.commit import commit_scenario
+    from scenario_lib.store.layout import staging_prefix
 
     drawer_script = GOOD.replace('family="push_box"', 'family="drawer"')
     for scenario_id, author, passed in (("run1_1", "openai:gpt", True), ("run1_2", "offline:default", True), ("run1_3", "openai:gpt", False)):

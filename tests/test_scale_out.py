@@ -19,7 +19,9 @@ from uuid import UUID
 
 import pytest
 
-from scenario_lib.store.dataset import STAGING_PREFIX, DatasetStore, list_scenarios, parse_scenario_id
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import STAGING_PREFIX, parse_scenario_id
 from tests.prefect_stack import REPO, LocalStack, max_overlap, prefect_stack  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,8 @@ import pytest
 
 from scenario_lib.validation.artifacts import MANIFEST_FILE, PREVIEW_FILE, REPORT_FILE
 from scenario_lib.runs.promotion import read_manifest
-from scenario_lib.store.dataset import COMMIT_MARKER, join_key, list_scenarios, staging_prefix
+from scenario_lib.store.commit import list_scenarios
+from scenario_lib.store.layout import COMMIT_MARKER, join_key, staging_prefix
 from scenario_lib.tracing import read_spans
 from tests.prefect_stack import LocalStack, max_overlap, prefect_stack  # noqa: F401
 

@@ -12,18 +12,14 @@ from pathlib import Path
 import pytest
 
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.store.dataset import (
+from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError, StoreBackend
+from scenario_lib.store.layout import (
     COMMIT_MARKER,
-    DatasetStore,
-    ObjectNotFoundError,
-    StoreBackend,
     benchmark_entry_key,
     benchmark_manifest_key,
     benchmark_prefix,
-    commit_scenario,
     failure_prefix,
-    is_committed,
-    list_scenarios,
     make_scenario_id,
     parse_scenario_id,
     run_record_key,

@@ -79,7 +79,8 @@ def stored_examples(store: DatasetStore, limit: int = STORED_EXAMPLE_LIMIT) -> l
     Scripts the offline author wrote are left out: they are the family templates again.
     """
     from scenario_lib.validation.artifacts import MANIFEST_FILE, SCRIPT_FILE, parse_scenario_manifest
-    from scenario_lib.store.dataset import BENCHMARKS_PREFIX, STAGING_PREFIX, is_committed
+    from scenario_lib.store.commit import is_committed
+    from scenario_lib.store.layout import BENCHMARKS_PREFIX, STAGING_PREFIX
 
     manifests = [
         key

@@ -249,7 +249,8 @@ def batch_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checkpoint as JSON.")] = False,
 ) -> None:
     """Per run of a batch: state, passed and failed seeds."""
-    from scenario_lib.runs.batch import BATCHES_PREFIX, read_checkpoint
+    from scenario_lib.runs.batch import read_checkpoint
+    from scenario_lib.store.layout import BATCHES_PREFIX
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)

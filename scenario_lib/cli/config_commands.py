@@ -222,7 +222,8 @@ def config_validate() -> None:
     settings = load_cli_settings()
 
     def store_check() -> str:
-        from scenario_lib.store.dataset import RUNS_PREFIX, DatasetStore
+        from scenario_lib.store.dataset import DatasetStore
+        from scenario_lib.store.layout import RUNS_PREFIX
 
         store = settings.store
         dataset = DatasetStore.from_url(

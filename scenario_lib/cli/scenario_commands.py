@@ -123,52 +123,23 @@ def author(
 # --- reading scenario folders ---------------------------------------------------------------------------
 
 
-def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest:
-    from pydantic import ValidationError
-
-    from scenario_lib.validation.artifacts import MANIFEST_FILE, ScenarioManifest
-    from scenario_lib.store.dataset import join_key
-
-    key = join_key(folder, MANIFEST_FILE)
-    try:
-        return ScenarioManifest.model_validate_json(store.read_bytes(key))
-    except ValidationError as err:
-        raise StoreError(
-            f"{store.url_for(key)} is not a scenario manifest ({err.errors()[0]['msg']}); restore the folder or "
-            "delete it (its _COMMITTED marker first)"
-        ) from None
-
-
-def read_scenario_report(store: DatasetStore, folder: str) -> ValidationReport:
-    from pydantic import ValidationError
-
-    from scenario_lib.validation.artifacts import REPORT_FILE
-    from scenario_lib.report import ValidationReport
-    from scenario_lib.store.dataset import join_key
-
-    key = join_key(folder, REPORT_FILE)
-    try:
-        return ValidationReport.model_validate_json(store.read_bytes(key))
-    except ValidationError as err:
-        raise StoreError(f"{store.url_for(key)} is not a validation report ({err.errors()[0]['msg']})") from None
-
-
 def _benchmark_folders(store: DatasetStore, dest: str | None) -> list[tuple[str, str]]:
     """(dest, folder) of every committed benchmark scenario, of one destination or all."""
-    from scenario_lib.store.dataset import BENCHMARKS_PREFIX, COMMIT_MARKER, validate_dest
+    from scenario_lib.store.layout import BENCHMARKS_PREFIX, benchmark_folder_of, benchmark_prefix, join_key, validate_dest
 
-    prefix = f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}" if dest else BENCHMARKS_PREFIX
     found = []
-    for key in store.list_files(prefix):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3] == COMMIT_MARKER:
-            found.append((parts[1], "/".join(parts[:3])))
+    for key in store.list_files(join_key(BENCHMARKS_PREFIX, validate_dest(dest)) if dest else BENCHMARKS_PREFIX):
+        if (folder := benchmark_folder_of(key)) is not None:
+            found.append((folder[0], benchmark_prefix(*folder)))
     return sorted(found)
 
 
 def _scenario_row(store: DatasetStore, folder: str, dest: str = "") -> dict[str, Any]:
+    from scenario_lib.store.layout import parse_scenario_id
+    from scenario_lib.validation.artifacts import read_scenario_manifest
+
     manifest = read_scenario_manifest(store, folder)
-    run_id = manifest.id.rsplit("_", 1)[0]
+    run_id = parse_scenario_id(manifest.id)[0]
     return {
         "id": manifest.id,
         "run_id": run_id,
@@ -207,7 +178,8 @@ def _run_row(store: DatasetStore, key: str) -> dict[str, Any]:
 
 
 def collect_listing(store: DatasetStore, where: Listing, dest: str | None) -> list[dict[str, Any]]:
-    from scenario_lib.store.dataset import FAILURES_PREFIX, RUNS_PREFIX, STAGING_PREFIX, join_key, list_scenarios
+    from scenario_lib.store.commit import list_scenarios
+    from scenario_lib.store.layout import FAILURES_PREFIX, RUNS_PREFIX, STAGING_PREFIX, join_key
 
     if where is Listing.RUNS:
         keys = [key for key in store.list_files(RUNS_PREFIX, recursive=False) if key.endswith(".json")]
@@ -301,7 +273,9 @@ def _show_run(dataset: DatasetStore, run_id: str, as_json: bool) -> None:
 
 def _show_scenario(dataset: DatasetStore, folder: str, as_json: bool) -> None:
     from scenario_lib.validation.artifacts import PREVIEW_FILE
-    from scenario_lib.store.dataset import join_key
+    from scenario_lib.store.layout import join_key
+
+    from scenario_lib.validation.artifacts import read_scenario_manifest, read_scenario_report
 
     manifest = run_guarded(lambda: read_scenario_manifest(dataset, folder))
     report = run_guarded(lambda: read_scenario_report(dataset, folder))
@@ -346,7 +320,7 @@ def show(
 ) -> None:
     """Show a scenario (manifest, validation report, preview path) or a run (its seeds and summary)."""
     from scenario_lib.insight.analysis import scenario_folders
-    from scenario_lib.store.dataset import run_record_key, validate_name
+    from scenario_lib.store.layout import run_record_key, validate_name
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)
@@ -377,10 +351,10 @@ def promote(
     """Promote staged scenarios (every passed scenario of a run, or single scenarios) into a benchmark."""
     from scenario_lib.runs.promotion import PromotionResult
     from scenario_lib.runs.promotion import promote as promote_scenarios
-    from scenario_lib.store.dataset import (
+    from scenario_lib.store.commit import list_scenarios
+    from scenario_lib.store.layout import (
         STAGING_PREFIX,
         benchmark_entries_prefix,
-        list_scenarios,
         parse_scenario_id,
         validate_dest,
     )

@@ -104,9 +104,11 @@ def group_key(run: RunInput, by: GroupBy) -> str:
 
 def load_runs(store: DatasetStore, refs: Sequence[str] = ()) -> list[RunInput]:
     """The runs ``refs`` name (run ids or batch names; a batch stands for all its runs); none: every run."""
-    from scenario_lib.runs.batch import BATCHES_PREFIX, iter_batch_runs
+    from scenario_lib.runs.batch import iter_batch_runs
+    from scenario_lib.store.layout import BATCHES_PREFIX
     from scenario_lib.runs.generation import read_run_record
-    from scenario_lib.store.dataset import RUNS_PREFIX, ObjectNotFoundError
+    from scenario_lib.store.dataset import ObjectNotFoundError
+    from scenario_lib.store.layout import RUNS_PREFIX
 
     def stored_names(prefix: str) -> list[str]:
         return [key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list_files(prefix, recursive=False)]
@@ -143,22 +145,24 @@ def load_runs(store: DatasetStore, refs: Sequence[str] = ()) -> list[RunInput]:
 
 def scenario_folders(store: DatasetStore) -> dict[str, str]:
     """Where each scenario's folder is now: staging, failures or a benchmark (after promotion)."""
-    from scenario_lib.store.dataset import (
+    from scenario_lib.store.commit import list_scenarios
+    from scenario_lib.store.layout import (
         BENCHMARKS_PREFIX,
-        COMMIT_MARKER,
         FAILURES_PREFIX,
         STAGING_PREFIX,
+        benchmark_folder_of,
+        benchmark_prefix,
         join_key,
-        list_scenarios,
+        parse_failure_folder,
     )
 
     folders: dict[str, str] = {}
     for name in list_scenarios(store, FAILURES_PREFIX):
-        folders[name.rsplit("_a", 1)[0]] = join_key(FAILURES_PREFIX, name)
+        folders[parse_failure_folder(name)[0]] = join_key(FAILURES_PREFIX, name)
     for key in store.list_files(BENCHMARKS_PREFIX):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3] == COMMIT_MARKER:
-            folders[parts[2]] = "/".join(parts[:3])
+        if (found := benchmark_folder_of(key)) is not None:
+            dest, scenario_id = found
+            folders[scenario_id] = benchmark_prefix(dest, scenario_id)
     for name in list_scenarios(store, STAGING_PREFIX):
         folders[name] = join_key(STAGING_PREFIX, name)
     return folders
@@ -166,9 +170,8 @@ def scenario_folders(store: DatasetStore) -> dict[str, str]:
 
 def load_scenario_facts(store: DatasetStore, runs: Sequence[RunInput]) -> dict[str, ScenarioFacts]:
     """Facts of every stored scenario of ``runs`` (seeds rejected in review have no folder and no facts)."""
-    from scenario_lib.validation.artifacts import MANIFEST_FILE, REPORT_FILE, ScenarioManifest
-    from scenario_lib.report import ValidationReport
-    from scenario_lib.store.dataset import ObjectNotFoundError, join_key
+    from scenario_lib.store.dataset import ObjectNotFoundError
+    from scenario_lib.validation.artifacts import read_scenario_manifest, read_scenario_report
 
     wanted = {outcome.scenario_id for run in runs for outcome in run.summary.outcomes}
     facts: dict[str, ScenarioFacts] = {}
@@ -176,8 +179,7 @@ def load_scenario_facts(store: DatasetStore, runs: Sequence[RunInput]) -> dict[s
         if scenario_id not in wanted:
             continue
         try:
-            manifest = ScenarioManifest.model_validate_json(store.read_bytes(join_key(folder, MANIFEST_FILE)))
-            report = ValidationReport.model_validate_json(store.read_bytes(join_key(folder, REPORT_FILE)))
+            manifest, report = read_scenario_manifest(store, folder), read_scenario_report(store, folder)
         except ObjectNotFoundError:
             continue
         times: dict[str, float] = defaultdict(float)

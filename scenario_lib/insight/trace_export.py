@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from scenario_lib.errors import ConfigError
-from scenario_lib.store.dataset import TRACES_PREFIX, DatasetStore
+from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.layout import TRACES_PREFIX
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,

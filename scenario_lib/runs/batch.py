@@ -40,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scenario_lib.config import LlmProvider, LlmSettings
 from scenario_lib.errors import ConfigError
-from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError, join_key, validate_name
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import BATCHES_PREFIX, batch_checkpoint_key, join_key, validate_name
 from scenario_lib.tiers import TIER_PRESETS, Tier, resolve_tier
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
     from scenario_lib.runs.generation import GenerationContext, RunSummary, SeedOutcome
 
-BATCHES_PREFIX = "batches"
 CHECKPOINT_FORMAT_VERSION = 1
 MAX_UNITS = 10_000
 DEFAULT_TEMPERATURE = 0.2
@@ -489,13 +489,9 @@ class BatchCheckpoint(BaseModel):
         return [progress.unit.run_id for progress in self.units]
 
 
-def checkpoint_key(name: str) -> str:
-    return join_key(BATCHES_PREFIX, f"{validate_name(name, kind='batch name')}.json")
-
-
 def read_checkpoint(store: DatasetStore, name: str) -> BatchCheckpoint | None:
     """The stored checkpoint of batch ``name``, or None when it never ran."""
-    key = checkpoint_key(name)
+    key = batch_checkpoint_key(name)
     try:
         data = store.read_bytes(key)
     except ObjectNotFoundError:
@@ -563,7 +559,7 @@ class _CheckpointWriter:
         self._store = store
         self._checkpoint = checkpoint
         self._lock = threading.Lock()
-        self._key = checkpoint_key(checkpoint.name)
+        self._key = batch_checkpoint_key(checkpoint.name)
 
     @property
     def checkpoint(self) -> BatchCheckpoint:
@@ -613,7 +609,7 @@ def run_batch(
     if existing is not None and not resume:
         raise ConfigError(
             f"batch {plan.name!r} already ran ({existing.finished_units}/{len(existing.units)} runs finished, "
-            f"checkpoint {context.store.url_for(checkpoint_key(plan.name))}); pass --resume to continue it, "
+            f"checkpoint {context.store.url_for(batch_checkpoint_key(plan.name))}); pass --resume to continue it, "
             "or rename the batch to start a new one"
         )
     writer = _CheckpointWriter(context.store, reconcile(plan, existing))
@@ -697,7 +693,6 @@ def iter_batch_runs(store: DatasetStore, name: str) -> Iterator[tuple[BatchUnit,
 
 
 __all__ = [
-    "BATCHES_PREFIX",
     "BatchCheckpoint",
     "BatchEvent",
     "BatchEventKind",
@@ -708,7 +703,6 @@ __all__ = [
     "ExperimentSpec",
     "UnitProgress",
     "UnitState",
-    "checkpoint_key",
     "expand_units",
     "infer_tier",
     "iter_batch_runs",

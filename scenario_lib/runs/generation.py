@@ -25,33 +25,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from scenario_lib.validation.artifacts import (
-    MANIFEST_FILE,
-    REPORT_FILE,
     SCRIPT_FILE,
     ScenarioManifest,
-    parse_scenario_manifest,
+    read_scenario_manifest,
+    read_scenario_report,
     write_scenario_folder,
 )
 from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
-from scenario_lib.store.dataset import (
+from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
     TRACES_PREFIX,
-    DatasetStore,
-    ObjectNotFoundError,
-    commit_scenario,
     failure_prefix,
-    is_committed,
     join_key,
-    list_scenarios,
     make_scenario_id,
     parse_scenario_id,
     run_record_key,
+    scenario_id_of_folder,
     staging_prefix,
     validate_run_id,
 )
@@ -366,15 +363,15 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
     found: dict[int, SeedOutcome] = {}
     for prefix in (FAILURES_PREFIX, STAGING_PREFIX):  # staging last: a pass wins over an earlier failure
         for name in list_scenarios(store, prefix):
-            scenario_id = name.rsplit("_a", 1)[0] if prefix == FAILURES_PREFIX else name
             try:
-                owner, seed = parse_scenario_id(scenario_id)
+                scenario_id = scenario_id_of_folder(prefix, name)
             except ConfigError:
                 continue
+            owner, seed = parse_scenario_id(scenario_id)
             if owner != run_id:
                 continue
             folder = join_key(prefix, name)
-            manifest, report = _read_finished_seed(store, folder)
+            manifest, report = read_scenario_manifest(store, folder), read_scenario_report(store, folder)
             found[seed] = SeedOutcome(
                 scenario_id=scenario_id,
                 seed=seed,
@@ -390,24 +387,6 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
     return found
 
 
-def _read_finished_seed(store: DatasetStore, folder: str) -> tuple[ScenarioManifest, ValidationReport]:
-    """The manifest and report of a committed scenario folder; `StoreError` naming the file and the fix."""
-    fix = "restore the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
-    manifest_key, report_key = join_key(folder, MANIFEST_FILE), join_key(folder, REPORT_FILE)
-    try:
-        manifest_bytes, report_bytes = store.read_bytes(manifest_key), store.read_bytes(report_key)
-    except ObjectNotFoundError as err:
-        raise StoreError(f"the committed scenario folder {store.url_for(folder)} is incomplete ({err}); {fix}") from err
-    manifest = parse_scenario_manifest(manifest_bytes, url=store.url_for(manifest_key))
-    try:
-        report = ValidationReport.model_validate_json(report_bytes)
-    except ValidationError as err:
-        raise StoreError(
-            f"validation report {store.url_for(report_key)} is corrupt ({err.errors()[0]['msg']}); {fix}"
-        ) from err
-    return manifest, report
-
-
 def revalidate_scenario(store: DatasetStore, scenario_id: str, validator: Validator) -> tuple[ScenarioManifest, ValidationReport]:
     """Validate a staged scenario's script again with today's stages (its seed, so the same harness) and,
     when it still passes, commit the folder again with the new report, demonstration and manifest.
@@ -421,7 +400,7 @@ def revalidate_scenario(store: DatasetStore, scenario_id: str, validator: Valida
             f"no committed scenario {scenario_id!r} in {store.url_for(STAGING_PREFIX)}; `scenarios list staging` "
             "lists them (benchmarks are re-validated through their staging scenario, then promoted again)"
         )
-    manifest, _ = _read_finished_seed(store, folder)
+    manifest = read_scenario_manifest(store, folder)
     source = store.read_bytes(join_key(folder, SCRIPT_FILE)).decode("utf-8")
     report, result = validator.validate_script(source, base_seed=manifest.seed)
     if not report.passed:

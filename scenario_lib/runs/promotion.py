@@ -23,20 +23,17 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.store.dataset import (
+from scenario_lib.store.commit import copy_committed, list_scenarios, uncommit
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import (
     RUNS_PREFIX,
     STAGING_PREFIX,
-    DatasetStore,
-    ObjectNotFoundError,
     benchmark_entries_prefix,
     benchmark_entry_key,
     benchmark_manifest_key,
     benchmark_prefix,
-    copy_committed,
-    list_scenarios,
     parse_scenario_id,
     staging_prefix,
-    uncommit,
     validate_dest,
     validate_key,
     validate_run_id,

@@ -1,4 +1,9 @@
-"""The dataset store: one code path for a local folder and an S3 bucket, its layout, and the commit protocol."""
+"""The dataset store: one code path for a local folder and an S3 bucket.
+
+``layout`` names every key, ``backends`` holds what differs between a folder and a bucket, ``dataset``
+is the `DatasetStore` over them, and ``commit`` the protocol by which a folder appears complete or not
+at all.
+"""
 
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 

@@ -9,6 +9,7 @@
     benchmarks/{dest}/{scenario_id}/          a promoted scenario (committed)
     benchmarks/{dest}/entries/{scenario_id}.json
     benchmarks/{dest}/manifest.json
+    evaluations/{dest}/{evaluation_id}.json   a policy evaluation on a benchmark
     traces/                                   exported agent traces
     .tmp/                                     uploads in flight; never read by consumers
 
@@ -30,6 +31,7 @@ RUNS_PREFIX = "runs"
 BENCHMARKS_PREFIX = "benchmarks"
 TRACES_PREFIX = "traces"
 BATCHES_PREFIX = "batches"
+EVALUATIONS_PREFIX = "evaluations"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCENARIO_ID_RE = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<seed>[0-9]{1,19})$")
@@ -151,6 +153,30 @@ def benchmark_manifest_key(dest: str) -> str:
     return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/manifest.json"
 
 
+def evaluations_prefix(dest: str) -> str:
+    """``evaluations/{dest}``."""
+    return f"{EVALUATIONS_PREFIX}/{validate_dest(dest)}"
+
+
+def evaluation_key(dest: str, evaluation_id: str) -> str:
+    """``evaluations/{dest}/{evaluation_id}.json``."""
+    return f"{evaluations_prefix(dest)}/{validate_name(evaluation_id, kind='evaluation id')}.json"
+
+
+def benchmark_of_url(url: str) -> tuple[str, str] | None:
+    """``(store root URL, dest)`` when ``url`` names a benchmark folder (``<root>/benchmarks/{dest}``, a
+    trailing '/' allowed), else None; ConfigError when the folder name is not a valid destination."""
+    parts = url.rstrip("/").rsplit("/", 2)
+    if len(parts) != 3 or parts[1] != BENCHMARKS_PREFIX or not parts[0] or parts[0].endswith(("/", ":")):
+        return None
+    return parts[0], validate_dest(parts[2])
+
+
+def batch_checkpoint_key(name: str) -> str:
+    """``batches/{name}.json``."""
+    return f"{BATCHES_PREFIX}/{validate_name(name, kind='batch name')}.json"
+
+
 def parse_failure_folder(name: str) -> tuple[str, int]:
     """Split a failure folder name ``{scenario_id}_a{attempt}`` into ``(scenario_id, attempt)``."""
     scenario_id, sep, attempt = name.rpartition("_a")
@@ -172,7 +198,7 @@ def benchmark_folder_of(key: str) -> tuple[str, str] | None:
     """``(dest, scenario_id)`` when ``key`` is a benchmark scenario's commit marker
     (``benchmarks/{dest}/{scenario_id}/_COMMITTED``), else None."""
     parts = key.split("/")
-    if len(parts) == 4 and parts[0] == BENCHMARKS_PREFIX and parts[3] == COMMIT_MARKER and parts[2] != "entries":
+    if len(parts) == 4 and parts[0] == BENCHMARKS_PREFIX and parts[3] == COMMIT_MARKER:
         return parts[1], parts[2]
     return None
 
@@ -181,6 +207,7 @@ __all__ = [
     "BATCHES_PREFIX",
     "BENCHMARKS_PREFIX",
     "COMMIT_MARKER",
+    "EVALUATIONS_PREFIX",
     "FAILURES_PREFIX",
     "RUNS_PREFIX",
     "STAGING_PREFIX",
@@ -190,7 +217,11 @@ __all__ = [
     "benchmark_entry_key",
     "benchmark_folder_of",
     "benchmark_manifest_key",
+    "benchmark_of_url",
     "benchmark_prefix",
+    "batch_checkpoint_key",
+    "evaluation_key",
+    "evaluations_prefix",
     "failure_prefix",
     "join_key",
     "make_scenario_id",

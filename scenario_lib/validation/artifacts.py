@@ -7,6 +7,8 @@
       scene.xml         MJCF; mesh paths are relative (meshes/...)
       meshes/*.stl      visual meshes and collision hulls
       validation.json   the ValidationReport
+      task.json         ScenarioTask: the objective and the success condition as data (passed scenarios)
+      demonstration.json  the solvability stage's demonstration (passed scenarios)
       preview.png       offscreen render of the scene (when rendering is available)
       manifest.json     ScenarioManifest: written last, it lists every other file with its hash
 """
@@ -20,14 +22,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from scenario_lib.contract import SuccessCondition
 from scenario_lib.errors import StoreError
 from scenario_lib.report import ValidationReport
+from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.layout import join_key
 from scenario_lib.validation.pipeline import SeedValidation, library_versions
 
 SCRIPT_FILE = "scenario.py"
 REPORT_FILE = "validation.json"
 PREVIEW_FILE = "preview.png"
 DEMONSTRATION_FILE = "demonstration.json"
+TASK_FILE = "task.json"
+TASK_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
 
@@ -64,6 +71,15 @@ class ScenarioManifest(BaseModel):
         return sum(entry.size_bytes for entry in self.files)
 
 
+class ScenarioTask(BaseModel):
+    """What a passed scenario asks (``task.json``): its objective and success condition, as data, so a consumer
+    (the Gymnasium environment) knows the goal without running the untrusted script."""
+
+    format_version: int = TASK_FORMAT_VERSION
+    objective: str
+    success: SuccessCondition
+
+
 def write_scenario_folder(
     folder: Path,
     *,
@@ -86,6 +102,9 @@ def write_scenario_folder(
         (folder / PREVIEW_FILE).write_bytes(result.preview_png)
     if result.demonstration is not None and report.passed:
         (folder / DEMONSTRATION_FILE).write_bytes(result.demonstration)
+    if result.scenario is not None and report.passed:
+        task = ScenarioTask(objective=result.scenario.objective, success=result.scenario.success)
+        (folder / TASK_FILE).write_text(task.model_dump_json(indent=2), encoding="utf-8")
 
     scenario = result.scenario
     manifest = ScenarioManifest(
@@ -167,3 +186,29 @@ def read_manifest(folder: Path) -> ScenarioManifest:
             f"a {MANIFEST_FILE}"
         ) from err
     return parse_scenario_manifest(data, url=f"file://{path.resolve()}")
+
+
+_DAMAGED_FOLDER_FIX = "restore the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
+
+
+def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest:
+    """The manifest of the stored scenario folder ``folder``; `StoreError` naming the file and the fix."""
+    key = join_key(folder, MANIFEST_FILE)
+    try:
+        data = store.read_bytes(key)
+    except ObjectNotFoundError as err:
+        raise ObjectNotFoundError(f"the scenario folder {store.url_for(folder)} has no {MANIFEST_FILE} ({err}); {_DAMAGED_FOLDER_FIX}") from err
+    return parse_scenario_manifest(data, url=store.url_for(key))
+
+
+def read_scenario_report(store: DatasetStore, folder: str) -> ValidationReport:
+    """The validation report of the stored scenario folder ``folder``; `StoreError` naming the file and the fix."""
+    key = join_key(folder, REPORT_FILE)
+    try:
+        return ValidationReport.model_validate_json(store.read_bytes(key))
+    except ObjectNotFoundError as err:
+        raise ObjectNotFoundError(f"the scenario folder {store.url_for(folder)} has no {REPORT_FILE} ({err}); {_DAMAGED_FOLDER_FIX}") from err
+    except ValidationError as err:
+        raise StoreError(
+            f"validation report {store.url_for(key)} is corrupt ({err.errors()[0]['msg']}); {_DAMAGED_FOLDER_FIX}"
+        ) from err

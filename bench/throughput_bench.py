@@ -301,7 +301,8 @@ def in_process_series(counts: Sequence[int], env: dict[str, str]) -> list[dict[s
 import json, sys, time, psutil
 sys.path.insert(0, {str(REPO)!r})
 from scenario_lib.config import load_settings
-from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context, run_generation
+from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context
+from scenario_lib.runs.driver import run_generation
 from scenario_lib.tiers import Tier
 def cpu():
     p = psutil.Process(); t = p.cpu_times(); s = t.user + t.system + t.children_user + t.children_system

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from scenario_lib.runs.generation import open_store
+from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.insight.trace_export import ALL_FORMATS, ExportFormat, export_store_traces
 
 from flows.parameters import settings_for
@@ -26,7 +26,7 @@ def export_traces_flow(
     ``out_dir`` is a folder on the worker (relative: to the flow run's working directory). Exports are
     incremental: spans exported before are skipped.
     """
-    store = open_store(settings_for(store_url=store_url))
+    store = DatasetStore.from_settings(settings_for(store_url=store_url).store)
     out = Path(out_dir).resolve()
     summary = export_store_traces(store, out, formats or ALL_FORMATS)
     files = {name: str(path) for name, path in summary.files.items()}

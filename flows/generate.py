@@ -9,8 +9,7 @@ the run instead of silently running unlimited.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,17 +27,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from scenario_lib.config import Settings
-from scenario_lib.errors import ConfigError, ScenarioError
-from scenario_lib.runs.generation import (
-    GenerationContext,
-    GenerationJob,
-    SeedSchedule,
-    finished_seeds,
-    new_run_id,
-    open_generation_context,
-    start_summary,
-    write_run_record,
-)
+from scenario_lib.errors import ConfigError
+from scenario_lib.runs.driver import DrivenRun, SeedFuture, drive_run
+from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedSchedule, new_run_id, open_generation_context
 from scenario_lib.store.layout import FAILURES_PREFIX, STAGING_PREFIX, validate_run_id
 from scenario_lib.tiers import Tier, resolve_tier
 
@@ -46,7 +37,6 @@ from flows.artifacts import publish_generation
 from flows.parameters import settings_for
 from flows.results import GenerationResult, SeedRun
 from flows.seeds import GENERATION_LIMIT, GENERATION_SLOTS, WorkerContext, generate_seed_task
-from flows.seeds import is_transient as _is_transient
 from flows.telemetry import install_tracer_provider, store_process_spans
 
 PROGRESS_KEY = "generation-progress"
@@ -129,46 +119,50 @@ def _seed_submitter(
         )
 
 
+class PrefectSubmitter:
+    """The run driver's seam on Prefect task futures (see `scenario_lib.runs.driver`)."""
+
+    def __init__(self, submit: Callable[[int], PrefectFuture[SeedRun]]) -> None:
+        self.submit = submit
+
+    def first_done(self, futures: Collection[SeedFuture[SeedRun]]) -> SeedFuture[SeedRun]:
+        return next(as_completed(list(futures)))  # type: ignore[arg-type]  # they are Prefect futures
+
+
 def _drive(
     submit: Callable[[int], PrefectFuture[SeedRun]],
     context: GenerationContext,
     job: GenerationJob,
     max_concurrency: int,
     progress_id: Any,
-) -> tuple[SeedSchedule, dict[int, SeedRun], list[tuple[int, BaseException]]]:
-    """Run the seed window on Prefect tasks until the run is done or a seed fails for good."""
+) -> DrivenRun[SeedRun]:
+    """Drive the run on Prefect tasks, logging each seed and updating the progress artifact."""
     logger = get_run_logger()
-    schedule = SeedSchedule(job, finished=finished_seeds(context.store, job.run_id))
-    runs = {seed: SeedRun(outcome=outcome) for seed, outcome in schedule.finished.items()}
-    if runs:
-        logger.info("resuming run %s: %d seeds already finished", job.run_id, len(runs))
-    errors: list[tuple[int, BaseException]] = []
-    running: dict[PrefectFuture[SeedRun], int] = {}
-    while True:
-        # After a seed failed for good no new seed starts; the running ones finish and are recorded.
-        while not errors and len(running) < max_concurrency and (seed := schedule.next_seed()) is not None:
-            running[submit(seed)] = seed
-        if not running:
-            break
-        future = next(as_completed(list(running)))
-        seed = running.pop(future)
-        try:
-            seed_run = future.result()
-        except Exception as err:  # noqa: BLE001 - every failure is reported after the running seeds end
-            schedule.running.discard(seed)
-            errors.append((seed, err))
-            logger.error("seed %d failed after its retries: %s: %s", seed, type(err).__name__, err)
-            continue
-        schedule.record(seed_run.outcome)
-        runs[seed] = seed_run
+
+    def on_result(seed_run: SeedRun, schedule: SeedSchedule) -> None:
         outcome = seed_run.outcome
         logger.info(
             "seed %d %s at %s (%d attempts, %.1f s); %d/%d passed",
-            seed, "passed" if outcome.passed else "failed", outcome.stage_reached, outcome.attempts,
+            outcome.seed, "passed" if outcome.passed else "failed", outcome.stage_reached, outcome.attempts,
             outcome.duration_s, schedule.passed, job.count,
         )  # fmt: skip
         update_progress_artifact(progress_id, min(100.0, 100.0 * schedule.passed / job.count))
-    return schedule, runs, errors
+
+    def on_error(seed: int, error: BaseException) -> None:
+        logger.error("seed %d failed after its retries: %s: %s", seed, type(error).__name__, error)
+
+    driven = drive_run(
+        context,
+        job,
+        PrefectSubmitter(submit),
+        lambda seed_run: seed_run.outcome,
+        max_concurrency=max_concurrency,
+        on_result=on_result,
+        on_error=on_error,
+    )
+    if driven.reused:
+        logger.info("resumed run %s: %d seeds were already finished", job.run_id, len(driven.reused))
+    return driven
 
 
 @flow(
@@ -203,7 +197,6 @@ def generate(
     ``dask_address`` (``tcp://host:8786``). Each Dask worker opens its own sandbox pool; the global
     concurrency limit still caps the seeds running at once.
     """
-    started = time.perf_counter()
     logger = get_run_logger()
     settings = settings_for(store_url=store_url, provider=provider)
     job = GenerationJob(
@@ -230,18 +223,11 @@ def generate(
             "run %s: %d %s scenarios, up to %d seeds, %d at once, store %s",
             job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),
         )  # fmt: skip
-        summary = start_summary(job, context)
         dask = DaskOptions(address=dask_address, workers=dask_workers)
         with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask) as submit:
-            schedule, runs, errors = _drive(submit, context, job, max_concurrency, progress_id)
-        summary = summary.model_copy(
-            update={
-                "outcomes": schedule.outcomes(),
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "duration_s": round(time.perf_counter() - started, 3),
-            }
-        )
-        record_url = write_run_record(context.store, summary)
+            driven = _drive(submit, context, job, max_concurrency, progress_id)
+        summary = driven.summary
+        runs = {seed: SeedRun(outcome=outcome) for seed, outcome in driven.reused.items()} | driven.results
         result = GenerationResult(
             run_id=job.run_id,
             tier=job.tier.value,
@@ -253,19 +239,13 @@ def generate(
             stage_counts=summary.stage_counts(),
             staging_url=context.store.url_for(STAGING_PREFIX),
             failures_url=context.store.url_for(FAILURES_PREFIX),
-            run_record_url=record_url,
+            run_record_url=driven.record_url,
             seeds=[runs[seed] for seed in sorted(runs)],
         )
         publish_generation(result, context.store)
         store_process_spans(context.store, label=f"prefect-{job.run_id}")
     logger.info(result.describe())
-    if errors:
-        seed, error = errors[0]
-        kind = type(error) if isinstance(error, ScenarioError) else ScenarioError
-        raise kind(
-            f"run {job.run_id} stopped: seed {seed} failed after its retries with {type(error).__name__}: {error}. "
-            f"{result.passed} scenarios are staged; fix the cause and re-run with run_id={job.run_id} to resume"
-        ) from error
+    driven.raise_if_stopped(resume_with=f"run_id={job.run_id}", retried=True)
     if not result.complete:
         return Failed(  # type: ignore[return-value]
             message=(

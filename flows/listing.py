@@ -7,7 +7,7 @@ from enum import Enum
 from prefect import flow, get_run_logger
 
 from scenario_lib.errors import ConfigError, ScenarioError
-from scenario_lib.runs.generation import open_store
+from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.runs.promotion import read_manifest
 from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.layout import FAILURES_PREFIX, STAGING_PREFIX, join_key, parse_scenario_id, scenario_id_of_folder
@@ -40,7 +40,7 @@ def list_scenarios_flow(
     store_url: str | None = None,
 ) -> list[dict[str, str]]:
     """List the committed scenarios of ``area`` (for ``benchmark``, of ``dest``), optionally of one ``run_id``."""
-    store = open_store(settings_for(store_url=store_url))
+    store = DatasetStore.from_settings(settings_for(store_url=store_url).store)
     rows: list[dict[str, str]] = []
     if area is ListingArea.BENCHMARK:
         if dest is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from scenario_lib.runs import promotion
-from scenario_lib.runs.generation import open_store
+from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.runs.promotion import PromotionResult
 
 from flows.artifacts import publish_promotion
@@ -25,7 +25,7 @@ def promote(
     store_url: str | None = None,
 ) -> PromotionResult:
     """Promote every staged scenario of ``run_id``, or the ``scenario_ids``, into the benchmark ``dest``."""
-    store = open_store(settings_for(store_url=store_url))
+    store = DatasetStore.from_settings(settings_for(store_url=store_url).store)
     result = promotion.promote(store, scenario_ids, run_id=run_id, dest=dest)
     get_run_logger().info(
         "promoted %d into %s (%d already there); manifest %s lists %d scenarios",

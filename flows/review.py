@@ -18,7 +18,6 @@ from pydantic import Field, create_model
 
 from scenario_lib.runs import promotion
 from scenario_lib.errors import ConfigError
-from scenario_lib.runs.generation import open_store
 from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import (
@@ -72,7 +71,7 @@ def review(
     validate_run_id(run_id)
     validate_dest(dest)
     logger = get_run_logger()
-    store = open_store(settings_for(store_url=store_url))
+    store = DatasetStore.from_settings(settings_for(store_url=store_url).store)
     staged = staged_of_run(store, run_id)
     if not staged:
         raise ConfigError(

@@ -67,7 +67,7 @@ _EXPORTS: dict[str, str] = {
     "ScenarioManifest": "validation.artifacts",
     "open_generation_context": "runs.generation",
     "promote": "runs.promotion",
-    "run_generation": "runs.generation",
+    "run_generation": "runs.driver",
     "write_scenario_folder": "validation.artifacts",
     # traces
     "configure_tracing": "tracing",

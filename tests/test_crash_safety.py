@@ -28,7 +28,8 @@ import pytest
 
 from scenario_lib.validation.artifacts import MANIFEST_FILE, parse_scenario_manifest
 from scenario_lib.config import SandboxMode
-from scenario_lib.runs.generation import GenerationContext, GenerationJob, run_generation
+from scenario_lib.runs.generation import GenerationContext, GenerationJob
+from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import parse_entry, promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
 from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
@@ -67,7 +68,8 @@ if args["what"] == "promote":
     promote(store, run_id=args["run_id"], dest=args["dest"])
 else:
     from scenario_lib.config import SandboxMode
-    from scenario_lib.runs.generation import GenerationContext, GenerationJob, run_generation
+    from scenario_lib.runs.generation import GenerationContext, GenerationJob
+    from scenario_lib.runs.driver import run_generation
     from scenario_lib.agent.providers import OfflineChatModel
     from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
     from scenario_lib.tiers import Tier

@@ -388,7 +388,7 @@ def test_only_transient_errors_are_retried(error: str, retried: bool) -> None:
     from prefect.states import Failed
 
     import scenario_lib.errors
-    from flows.generate import _is_transient
+    from flows.seeds import is_transient as _is_transient
 
     kind = getattr(scenario_lib.errors, error, None) or getattr(builtins, error)
     assert _is_transient(None, None, Failed(data=kind("boom"))) is retried  # type: ignore[arg-type]

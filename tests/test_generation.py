@@ -18,8 +18,8 @@ from scenario_lib.runs.generation import (
     finished_seeds,
     make_validator,
     read_run_record,
-    run_generation,
 )
+from scenario_lib.runs.driver import run_generation
 from scenario_lib.agent.providers import OfflineChatModel
 from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore

@@ -31,8 +31,8 @@ from scenario_lib.runs.generation import (
     RunSummary,
     finished_seeds,
     read_run_record,
-    run_generation,
 )
+from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.report import Verdict
 from scenario_lib.sandbox.pool import BuildRequest, SandboxLimits, SandboxPool

@@ -23,7 +23,8 @@ import pytest
 
 from scenario_lib.config import SandboxMode
 from scenario_lib.errors import StoreError
-from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedOutcome, SeedSchedule, run_generation
+from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedOutcome, SeedSchedule
+from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
 from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool

@@ -112,13 +112,7 @@ def _export_to(settings: Settings, out: str, formats: list[ExportFormat]) -> tup
     if not out.lower().startswith("s3://"):
         folder = Path(out.removeprefix("file://")).expanduser()
         return export_store_traces(source, folder, formats), str(folder.resolve())
-    credentials = settings.store
-    target = DatasetStore.from_url(
-        out,
-        endpoint_url=credentials.endpoint_url,
-        access_key=credentials.access_key.get_secret_value() if credentials.access_key else None,
-        secret_key=credentials.secret_key.get_secret_value() if credentials.secret_key else None,
-    )
+    target = DatasetStore.from_settings(settings.store, url=out)
     with tempfile.TemporaryDirectory(prefix="scenario-export-") as staging:
         local = Path(staging)
         # The earlier parts come down first so the export stays incremental (no span exported twice).

@@ -140,17 +140,7 @@ def open_cli_store(settings: Settings) -> DatasetStore:
     """The store the settings point at; an unreachable store exits with one paragraph."""
     from scenario_lib.store.dataset import DatasetStore
 
-    store = settings.store
-
-    def open_store() -> DatasetStore:
-        return DatasetStore.from_url(
-            store.url,
-            endpoint_url=store.endpoint_url,
-            access_key=store.access_key.get_secret_value() if store.access_key else None,
-            secret_key=store.secret_key.get_secret_value() if store.secret_key else None,
-        )
-
-    return run_guarded(open_store)
+    return run_guarded(lambda: DatasetStore.from_settings(settings.store))
 
 
 def parse_provider(value: str) -> LlmProvider:

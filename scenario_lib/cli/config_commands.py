@@ -225,13 +225,7 @@ def config_validate() -> None:
         from scenario_lib.store.dataset import DatasetStore
         from scenario_lib.store.layout import RUNS_PREFIX
 
-        store = settings.store
-        dataset = DatasetStore.from_url(
-            store.url,
-            endpoint_url=store.endpoint_url,
-            access_key=store.access_key.get_secret_value() if store.access_key else None,
-            secret_key=store.secret_key.get_secret_value() if store.secret_key else None,
-        )
+        dataset = DatasetStore.from_settings(settings.store)
         runs = len(dataset.list_files(RUNS_PREFIX, recursive=False))
         return f"{dataset.describe()} is reachable ({runs} runs)"
 

@@ -264,7 +264,8 @@ def generate(
     Passed scenarios land in staging/{run_id}_{seed}/, failed ones in failures/, the run record in
     runs/{run_id}.json. Ctrl-C stops at once; --run-id with the printed id resumes.
     """
-    from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context, run_generation
+    from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context
+    from scenario_lib.runs.driver import run_generation
 
     chosen_tier, inferred = run_guarded(lambda: choose_tier(tier, prompt))
     chosen_provider = run_guarded(lambda: parse_provider(provider)) if provider is not None else None
@@ -299,10 +300,11 @@ def generate(
         "--store": store,
     }
     options = " ".join(f"{name} {shlex.quote(str(value))}" for name, value in given.items() if value is not None)
-    resume_hint = (
-        f"resume with: scenarios generate --tier {chosen_tier.value} --count {count} {options} "
+    resume_command = (
+        f"scenarios generate --tier {chosen_tier.value} --count {count} {options} "
         f"{'--via-deployment ' if via_deployment else ''}--run-id {job.run_id}"
     ).replace("  ", " ")
+    resume_hint = f"resume with: {resume_command}"
 
     if via_deployment:
         dataset = open_cli_store(settings)
@@ -334,6 +336,7 @@ def generate(
                         context,
                         job,
                         max_concurrency=concurrency,
+                        resume_with=f"`{resume_command}`",
                         on_outcome=lambda outcome, schedule: display.record(
                             outcome, passed=schedule.passed, count=job.count
                         ),

@@ -15,7 +15,6 @@ from scenario_lib.cli.output import console, human_size, print_report, print_run
 from scenario_lib.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from scenario_lib.validation.artifacts import ScenarioManifest
     from scenario_lib.report import ValidationReport
     from scenario_lib.store.dataset import DatasetStore
 

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scenario_lib.config import LlmProvider, LlmSettings
 from scenario_lib.errors import ConfigError
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
-from scenario_lib.store.layout import BATCHES_PREFIX, batch_checkpoint_key, join_key, validate_name
+from scenario_lib.store.layout import BATCHES_PREFIX, batch_checkpoint_key, validate_name
 from scenario_lib.tiers import TIER_PRESETS, Tier, resolve_tier
 
 if TYPE_CHECKING:
@@ -617,7 +617,8 @@ def run_batch(
     pending = [index for index, progress in enumerate(writer.checkpoint.units) if not progress.finished]
 
     def run_unit(index: int) -> None:
-        from scenario_lib.runs.generation import GenerationJob, run_generation
+        from scenario_lib.runs.generation import GenerationJob
+        from scenario_lib.runs.driver import run_generation
         from scenario_lib.agent.providers import make_chat_model
 
         unit = writer.checkpoint.units[index].unit

@@ -162,10 +162,12 @@ def run_generation(
     *,
     max_concurrency: int = 4,
     on_outcome: Callable[[SeedOutcome, SeedSchedule], None] | None = None,
+    resume_with: str | None = None,
 ) -> RunSummary:
     """Run ``job`` in this process with up to ``max_concurrency`` seeds at once; store and return its summary.
 
-    Raises after the run record is written when a seed failed with an error (see the module doc).
+    Raises after the run record is written when a seed failed with an error (see the module doc);
+    ``resume_with`` is how the message says to resume (default: "run id <run_id>").
     """
     if not 1 <= max_concurrency <= 64:
         raise ConfigError(f"max concurrency must be from 1 to 64, got {max_concurrency}")
@@ -173,7 +175,7 @@ def run_generation(
         driven = drive_run(
             context, job, submitter, lambda outcome: outcome, max_concurrency=max_concurrency, on_result=on_outcome
         )
-    driven.raise_if_stopped(resume_with=f"run id {job.run_id}")
+    driven.raise_if_stopped(resume_with=resume_with or f"run id {job.run_id}")
     return driven.summary
 
 

@@ -17,8 +17,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +37,7 @@ from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
 from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
-from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
@@ -241,17 +240,6 @@ class GenerationContext:
     prompts: PromptSet | None = None  # role instructions; None: the defaults
 
 
-def open_store(settings: Settings) -> DatasetStore:
-    """The dataset store the settings point at (raises `StoreError` when it cannot be reached)."""
-    store = settings.store
-    return DatasetStore.from_url(
-        store.url,
-        endpoint_url=store.endpoint_url,
-        access_key=store.access_key.get_secret_value() if store.access_key else None,
-        secret_key=store.secret_key.get_secret_value() if store.secret_key else None,
-    )
-
-
 def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
     """A validator with its own sandbox pool, configured from settings; the caller closes ``validator.pool``."""
     from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
@@ -293,7 +281,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     from scenario_lib.agent.providers import make_chat_model
     from scenario_lib.tracing import configure_tracing
 
-    store = open_store(settings)
+    store = DatasetStore.from_settings(settings.store)
     llm = settings.llm
     prompts = PromptSet.from_folder(llm.prompt_dir) if llm.prompt_dir else None
     # The few-shot library grows with use: the templates plus what this store has accepted.
@@ -494,48 +482,6 @@ def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> 
     )
 
 
-def run_generation(
-    context: GenerationContext,
-    job: GenerationJob,
-    *,
-    max_concurrency: int = 4,
-    on_outcome: Callable[[SeedOutcome, SeedSchedule], None] | None = None,
-) -> RunSummary:
-    """Run ``job`` in this process with up to ``max_concurrency`` seeds at once; store and return its summary.
-
-    Seeds an earlier run of the same run id finished are reused, not redone. The Prefect flow drives
-    the same `SeedSchedule` with Prefect tasks instead of threads.
-    """
-    if not 1 <= max_concurrency <= 64:
-        raise ConfigError(f"max concurrency must be from 1 to 64, got {max_concurrency}")
-    started = time.perf_counter()
-    summary = start_summary(job, context)
-    schedule = SeedSchedule(job, finished=finished_seeds(context.store, job.run_id))
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="seed") as executor:
-        running: dict[Future[SeedOutcome], int] = {}
-        while True:
-            while len(running) < max_concurrency and (seed := schedule.next_seed()) is not None:
-                running[executor.submit(generate_seed, context, job, seed)] = seed
-            if not running:
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                running.pop(future)
-                outcome = future.result()  # an error (store down, sandbox broken) ends the run
-                schedule.record(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome, schedule)
-    summary = summary.model_copy(
-        update={
-            "outcomes": schedule.outcomes(),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - started, 3),
-        }
-    )
-    write_run_record(context.store, summary)
-    return summary
-
-
 def new_run_id(tier: Tier | None, *, at: datetime | None = None, token: str | None = None) -> str:
     """A sortable, unique run id such as ``tier1-20261123-101501-3f2a``.
 
@@ -588,9 +534,7 @@ __all__ = [
     "make_validator",
     "new_run_id",
     "open_generation_context",
-    "open_store",
     "read_run_record",
-    "run_generation",
     "start_summary",
     "store_spans",
     "write_run_record",

@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.store.backends import S3_MAX_ATTEMPTS, Backend, LocalBackend, S3Backend, StoreBackend, redact_url
 from scenario_lib.store.layout import join_key, validate_key
+
+if TYPE_CHECKING:
+    from scenario_lib.config import StoreSettings
 
 
 class ObjectNotFoundError(StoreError, FileNotFoundError):
@@ -79,6 +83,17 @@ class DatasetStore:
         if scheme not in ("", "file"):
             raise ConfigError(f"unsupported store URL {redact_url(url)!r}: use 'file://...', a plain path or 's3://...'")
         return cls(LocalBackend.open(url))
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings, *, url: str | None = None, create_bucket: bool = True) -> DatasetStore:
+        """The store ``settings`` point at; ``url`` opens another store with the same endpoint and keys."""
+        return cls.from_url(
+            url or settings.url,
+            endpoint_url=settings.endpoint_url,
+            access_key=settings.access_key.get_secret_value() if settings.access_key else None,
+            secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
+            create_bucket=create_bucket,
+        )
 
     def _ensure_bucket(self, backend: S3Backend, *, create: bool) -> None:
         bucket = backend.bucket

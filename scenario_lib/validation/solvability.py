@@ -39,7 +39,7 @@ from scenario_lib.scene.actuation import (
 )
 from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
 from scenario_lib.report import Metric, Stage, StageResult
-from scenario_lib.scene.demonstration import Demonstration, replay
+from scenario_lib.scene.demonstration import Demonstration
 from scenario_lib.scene.task import goal_distance, is_success
 
 GENERIC_ORACLE = "generic_oracle"

@@ -26,7 +26,7 @@ from scenario_lib.contract import AllOf, Body, Hinge, InsideZone, JointInRange, 
 from scenario_lib.errors import ConfigError
 from scenario_lib.scene.geometry import check_solid, export_stl
 from scenario_lib.scene.mjcf import assemble_mjcf, compile_mjcf
-from scenario_lib.sandbox.pool import BuildOutcome
+from scenario_lib.sandbox.outcome import BuildOutcome
 from scenario_lib.scene.task import is_success
 from scenario_lib.tiers import TIER_PRESETS, Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator

@@ -32,7 +32,8 @@ from scenario_lib.runs.generation import GenerationContext, GenerationJob
 from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import parse_entry, promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
-from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+from scenario_lib.sandbox.limits import SandboxLimits
+from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.store.commit import is_committed, list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER
@@ -71,7 +72,8 @@ else:
     from scenario_lib.runs.generation import GenerationContext, GenerationJob
     from scenario_lib.runs.driver import run_generation
     from scenario_lib.agent.providers import OfflineChatModel
-    from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+    from scenario_lib.sandbox.limits import SandboxLimits
+    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.tiers import Tier
     from scenario_lib.validation.pipeline import HarnessConfig, Validator
     with SandboxPool(workers=1, limits=SandboxLimits(cpu_s=30, wall_s=60), mode=SandboxMode(args["mode"])) as pool:

@@ -358,7 +358,7 @@ raw_frames = st.one_of(
 
 
 def _frame(header: Any, payload: bytes) -> bytes:
-    from scenario_lib.sandbox.runner import encode_frame
+    from scenario_lib.sandbox.protocol import encode_frame
 
     if isinstance(header, dict):
         return encode_frame(header, payload)
@@ -367,7 +367,8 @@ def _frame(header: Any, payload: bytes) -> bytes:
 
 
 def check_sandbox_result(result: bytes) -> None:
-    from scenario_lib.sandbox.pool import BuildOutcome, SandboxLimits, outcome_from_worker
+    from scenario_lib.sandbox.limits import SandboxLimits
+    from scenario_lib.sandbox.outcome import BuildOutcome, outcome_from_worker
 
     done = {"op": "done", "exit_code": 0, "signal": None, "cpu_s": 0.1, "output_tail": ""}
     outcome = outcome_from_worker(done, result, SandboxLimits(), 0.1)

@@ -35,7 +35,8 @@ from scenario_lib.runs.generation import (
 from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.report import Verdict
-from scenario_lib.sandbox.pool import BuildRequest, SandboxLimits, SandboxPool
+from scenario_lib.sandbox.limits import SandboxLimits
+from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
 from scenario_lib.store.commit import commit_scenario, list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.tiers import Tier
@@ -90,7 +91,7 @@ def attack(body: str) -> str:
 FORGE = """
 import struct
 from scenario_lib.scene.geometry import check_solid, export_stl
-from scenario_lib.sandbox.runner import encode_frame
+from scenario_lib.sandbox.protocol import encode_frame
 scenario = _honest_build(seed, scale)
 bodies, meshes = [], []
 for body in scenario.bodies:

@@ -27,7 +27,8 @@ from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedO
 from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
-from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+from scenario_lib.sandbox.limits import SandboxLimits
+from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER

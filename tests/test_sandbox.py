@@ -21,16 +21,11 @@ from scenario_lib.contract import Scenario
 from scenario_lib.errors import SandboxError
 from scenario_lib.scene.geometry import check_mesh
 from scenario_lib.report import Stage, Verdict
-from scenario_lib.sandbox.pool import (
-    BuildFailure,
-    BuildOutcome,
-    BuildRequest,
-    SandboxLimits,
-    SandboxPool,
-    outcome_from_worker,
-    resolve_mode,
-)
-from scenario_lib.sandbox.runner import encode_frame
+from scenario_lib.sandbox.command import resolve_mode
+from scenario_lib.sandbox.limits import SandboxLimits
+from scenario_lib.sandbox.outcome import BuildOutcome, outcome_from_worker
+from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
+from scenario_lib.sandbox.protocol import BuildFailure, encode_frame
 
 SCRIPTS = Path(__file__).parent / "scripts"
 REPO = Path(__file__).resolve().parent.parent
@@ -453,7 +448,7 @@ def test_dead_child_is_classified_by_signal_and_cpu_time() -> None:
 
 
 def test_auto_mode_refuses_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scenario_lib.sandbox import pool as sandbox
+    from scenario_lib.sandbox import command as sandbox
 
     monkeypatch.setenv("PATH", "/nonexistent")
     sandbox._probe_bwrap.cache_clear()

@@ -236,7 +236,7 @@ def config_validate() -> None:
         return f"{settings.llm.provider.value}:{model_name(settings.llm)} is usable"
 
     def sandbox_check() -> str:
-        from scenario_lib.sandbox.pool import resolve_mode
+        from scenario_lib.sandbox.command import resolve_mode
 
         mode = resolve_mode(settings.sandbox.mode)
         weak = " (no isolation: never for LLM-written scripts)" if mode is SandboxMode.RLIMITS else ""

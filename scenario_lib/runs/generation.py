@@ -242,7 +242,8 @@ class GenerationContext:
 
 def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
     """A validator with its own sandbox pool, configured from settings; the caller closes ``validator.pool``."""
-    from scenario_lib.sandbox.pool import SandboxLimits, SandboxPool
+    from scenario_lib.sandbox.limits import SandboxLimits
+    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     sandbox = settings.sandbox

@@ -21,7 +21,8 @@ from pathlib import Path
 from scenario_lib.contract import Collision, ScaleLimits, Scenario
 from scenario_lib.errors import ConfigError, GeometryError, MjcfError, ScenarioError
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
-from scenario_lib.sandbox.pool import BuildOutcome, BuildRequest, SandboxPool
+from scenario_lib.sandbox.outcome import BuildOutcome
+from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
 
 logger = logging.getLogger(__name__)
 

@@ -9,23 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from scenario_lib.cli.analysis_tables import TableData, comparison_tables, report_tables, tables_to_csv, write_plots
 from scenario_lib.insight.analysis import (
     GroupBy,
     RunInput,
     ScenarioFacts,
-    TableData,
     analyze_runs,
-    compare_groups,
-    comparison_tables,
     diversity,
     group_stats,
     parameter_coverage,
-    report_tables,
-    seed_metric,
     stage_yields,
-    tables_to_csv,
-    write_plots,
 )
+from scenario_lib.insight.comparison import compare_groups, seed_metric
 from scenario_lib.errors import ConfigError
 from scenario_lib.runs.generation import RunSummary, SeedOutcome
 

@@ -12,7 +12,7 @@ from scenario_lib.cli.app import StoreOption, app, fail, load_cli_settings, open
 from scenario_lib.cli.output import OutputFormat, console, error_console, print_tables, write_json, write_stdout
 
 if TYPE_CHECKING:
-    from scenario_lib.insight.analysis import TableData
+    from scenario_lib.cli.analysis_tables import TableData
     from scenario_lib.config import Settings
     from scenario_lib.insight.trace_export import ExportFormat, ExportSummary
 
@@ -24,7 +24,7 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table | js
 
 
 def _emit_tables(tables: list[TableData], output: OutputFormat) -> None:
-    from scenario_lib.insight.analysis import tables_to_csv
+    from scenario_lib.cli.analysis_tables import tables_to_csv
 
     if output is OutputFormat.CSV:
         write_stdout(tables_to_csv(tables))
@@ -44,7 +44,8 @@ def analyze(
     store: StoreOption = None,
 ) -> None:
     """Yield per stage, tier, family and model; cost per accepted scenario; parameter coverage and diversity."""
-    from scenario_lib.insight.analysis import analyze_runs, load_runs, load_scenario_facts, report_tables, write_plots
+    from scenario_lib.cli.analysis_tables import report_tables, write_plots
+    from scenario_lib.insight.analysis import analyze_runs, load_runs, load_scenario_facts
 
     settings = load_cli_settings(store_url=store)
     dataset = open_cli_store(settings)
@@ -78,7 +79,9 @@ def compare(
 
     Per-seed outcomes: passed (0/1), stages passed (0-5), attempts, seconds and tokens.
     """
-    from scenario_lib.insight.analysis import GroupBy, compare_groups, comparison_tables, load_runs
+    from scenario_lib.cli.analysis_tables import comparison_tables
+    from scenario_lib.insight.analysis import GroupBy, load_runs
+    from scenario_lib.insight.comparison import compare_groups
     from scenario_lib.tiers import resolve_tier
 
     try:

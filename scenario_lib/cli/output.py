@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from scenario_lib.insight.analysis import TableData
+    from scenario_lib.cli.analysis_tables import TableData
     from scenario_lib.runs.generation import RunSummary, SeedOutcome
     from scenario_lib.report import ValidationReport
     from scenario_lib.store.dataset import DatasetStore
@@ -86,7 +86,7 @@ def print_report(report: ValidationReport, *, title: str) -> None:
 
 def print_tables(tables: Sequence[TableData], *, target: Console | None = None) -> None:
     """Render `TableData` tables with Rich."""
-    from scenario_lib.insight.analysis import format_value
+    from scenario_lib.cli.analysis_tables import format_value
 
     for data in tables:
         table = Table(title=data.title, title_justify="left")

@@ -18,23 +18,18 @@ Definitions used throughout:
   of the relative difference ``|a - b| / (|a| + |b|)`` (0..1); plus the normalised entropy of the
   family mix (0: one family, 1: every family the tiers offer equally often).
 
-`compare_groups` tests whether groups (providers/models, temperatures, experiments) differ on their
-per-seed outcomes: Kruskal-Wallis across all groups and Mann-Whitney U for every pair (two-sided,
-scipy). scipy and matplotlib are imported only when called.
+`scenario_lib.insight.comparison` tests whether groups differ; tables and plots of a report are the
+CLI's (`scenario_lib.cli.analysis_tables`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -48,8 +43,6 @@ if TYPE_CHECKING:
 
 COVERAGE_BINS = 10
 REVIEW_STAGE = "review"
-COMPARED_METRICS: tuple[str, ...] = ("passed", "stages_passed", "attempts", "duration_s", "tokens")
-_MEASURED_METRICS = frozenset({"duration_s", "tokens"})  # not recorded for reused seeds
 
 
 # --- inputs ---------------------------------------------------------------------------------------------
@@ -267,7 +260,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 6) if denominator else None
 
 
-def _outcomes(runs: Sequence[RunInput]) -> list[tuple[RunInput, SeedOutcome]]:
+def seed_outcomes(runs: Sequence[RunInput]) -> list[tuple[RunInput, SeedOutcome]]:
     return [(run, outcome) for run in runs for outcome in run.summary.outcomes]
 
 
@@ -446,7 +439,7 @@ def analyze_runs(runs: Sequence[RunInput], facts: Mapping[str, ScenarioFacts] | 
     if not runs:
         raise ConfigError("nothing to analyse: pass at least one run")
     facts = facts or {}
-    pairs = _outcomes(runs)
+    pairs = seed_outcomes(runs)
     outcomes = [outcome for _, outcome in pairs]
     accepted = sum(outcome.passed for outcome in outcomes)
     wanted = {outcome.scenario_id for outcome in outcomes}
@@ -469,334 +462,24 @@ def analyze_runs(runs: Sequence[RunInput], facts: Mapping[str, ScenarioFacts] | 
     )
 
 
-# --- comparison -----------------------------------------------------------------------------------------
-
-
-class MetricTest(BaseModel):
-    metric: str
-    test: str  # "kruskal" or "mannwhitneyu"
-    groups: list[str]
-    statistic: float | None
-    p_value: float | None
-    note: str = ""
-
-
-class Comparison(BaseModel):
-    tier: str
-    by: GroupBy
-    groups: list[GroupStats]
-    tests: list[MetricTest]
-
-
-def seed_metric(outcome: SeedOutcome, metric: str) -> float:
-    """One per-seed outcome as a number: passed (0/1), stages passed (0-5), attempts, seconds, tokens."""
-    if metric == "passed":
-        return float(outcome.passed)
-    if metric == "stages_passed":
-        return float(sum(verdict == Verdict.PASS.value for verdict in outcome.stage_verdicts.values()))
-    if metric == "attempts":
-        return float(outcome.attempts)
-    if metric == "duration_s":
-        return outcome.duration_s
-    if metric == "tokens":
-        return float(outcome.input_tokens + outcome.output_tokens)
-    raise ConfigError(f"unknown metric {metric!r}; metrics are {', '.join(COMPARED_METRICS)}")
-
-
-def _test(metric: str, name: str, samples: Mapping[str, list[float]]) -> MetricTest:
-    from scipy import stats
-
-    groups = list(samples)
-    values = [value for sample in samples.values() for value in sample]
-    if any(not sample for sample in samples.values()):
-        return MetricTest(
-            metric=metric, test=name, groups=groups, statistic=None, p_value=None, note="a group has no data"
-        )
-    if len(set(values)) <= 1:
-        return MetricTest(
-            metric=metric, test=name, groups=groups, statistic=None, p_value=None, note="all values are equal"
-        )
-    if name == "kruskal":
-        result = stats.kruskal(*samples.values())
-    else:
-        first, second = samples.values()
-        result = stats.mannwhitneyu(first, second, alternative="two-sided")
-    statistic, p_value = float(result.statistic), float(result.pvalue)
-    return MetricTest(
-        metric=metric,
-        test=name,
-        groups=groups,
-        statistic=None if math.isnan(statistic) else round(statistic, 6),
-        p_value=None if math.isnan(p_value) else round(p_value, 6),
-    )
-
-
-def compare_groups(
-    runs: Sequence[RunInput],
-    by: GroupBy = GroupBy.MODEL,
-    *,
-    tier: str | None = None,
-    metrics: Sequence[str] = COMPARED_METRICS,
-) -> list[Comparison]:
-    """Per tier (or only ``tier``) with two groups or more: the groups side by side and their tests."""
-    per_tier: dict[str, dict[str, list[tuple[RunInput, SeedOutcome]]]] = defaultdict(lambda: defaultdict(list))
-    for run, outcome in _outcomes(runs):
-        if tier is None or run.summary.tier == tier:
-            per_tier[run.summary.tier][group_key(run, by)].append((run, outcome))
-    comparisons = []
-    for tier_name, groups in sorted(per_tier.items()):
-        if len(groups) < 2:
-            continue
-        names = sorted(groups)
-        tests: list[MetricTest] = []
-        for metric in metrics:
-            samples = {
-                name: [
-                    seed_metric(outcome, metric)
-                    for _, outcome in groups[name]
-                    if not (metric in _MEASURED_METRICS and outcome.reused)
-                ]
-                for name in names
-            }
-            tests.append(_test(metric, "kruskal", samples))
-            for first, second in itertools.combinations(names, 2):
-                tests.append(_test(metric, "mannwhitneyu", {first: samples[first], second: samples[second]}))
-        comparisons.append(
-            Comparison(
-                tier=tier_name,
-                by=by,
-                groups=[group_stats(name, groups[name]) for name in names],
-                tests=tests,
-            )
-        )
-    return comparisons
-
-
-# --- tables and plots -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableData:
-    """A titled table of plain values, rendered as Rich, Markdown or CSV by the caller."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-
-    def to_markdown(self) -> str:
-        def cell(value: Any) -> str:
-            return format_value(value).replace("|", "\\|")
-
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |"]
-        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
-        lines.extend("| " + " | ".join(cell(value) for value in row) + " |" for row in self.rows)
-        return "\n".join(lines) + "\n"
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def tables_to_csv(tables: Sequence[TableData]) -> str:
-    """One long CSV: ``table, row, column, value`` per cell, so tables of different shapes fit one file."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["table", "row", "column", "value"])
-    for table in tables:
-        for row in table.rows:
-            for column, value in zip(table.columns[1:], row[1:]):
-                writer.writerow([table.title, row[0], column, "" if value is None else value])
-    return buffer.getvalue()
-
-
-_GROUP_COLUMNS = (
-    "group",
-    "runs",
-    "seeds",
-    "accepted",
-    "yield",
-    "attempts/accepted",
-    "s/accepted",
-    "tokens/accepted",
-    "USD/accepted",
-)
-
-
-def _group_rows(groups: Sequence[GroupStats]) -> tuple[tuple[Any, ...], ...]:
-    return tuple(
-        (
-            group.key,
-            group.runs,
-            group.seeds,
-            group.accepted,
-            group.yield_rate,
-            group.attempts_per_accepted,
-            group.time_per_accepted_s,
-            group.tokens_per_accepted,
-            group.cost_per_accepted_usd,
-        )
-        for group in groups
-    )
-
-
-def report_tables(report: AnalysisReport) -> list[TableData]:
-    """The report as tables: overview, stages, groups, stage times, coverage and diversity."""
-    tables = [
-        TableData(
-            "Overview",
-            ("measure", "value"),
-            (
-                ("runs", len(report.runs)),
-                ("seeds", report.seeds),
-                ("accepted", report.accepted),
-                ("yield", report.yield_rate),
-                ("diversity (mean pairwise distance)", report.diversity.mean_pairwise_distance),
-                ("family entropy", report.diversity.family_entropy),
-            ),
-        ),
-        TableData(
-            "Yield per stage",
-            ("stage", "reached", "passed", "failed", "yield", "cumulative"),
-            tuple((s.stage, s.reached, s.passed, s.failed, s.yield_rate, s.cumulative_rate) for s in report.stages),
-        ),
-        TableData("Per tier", _GROUP_COLUMNS, _group_rows(report.by_tier)),
-        TableData("Per family", _GROUP_COLUMNS, _group_rows(report.by_family)),
-        TableData("Per provider:model", _GROUP_COLUMNS, _group_rows(report.by_model)),
-    ]
-    if report.by_temperature:
-        tables.append(TableData("Per temperature", _GROUP_COLUMNS, _group_rows(report.by_temperature)))
-    if report.by_experiment:
-        tables.append(TableData("Per experiment", _GROUP_COLUMNS, _group_rows(report.by_experiment)))
-    if report.stage_times:
-        tables.append(
-            TableData(
-                "Validation time per stage",
-                ("stage", "scenarios", "mean s", "total s"),
-                tuple((t.stage, t.scenarios, t.mean_s, t.total_s) for t in report.stage_times),
-            )
-        )
-    if report.coverage:
-        tables.append(
-            TableData(
-                "Parameter coverage",
-                ("family/parameter", "accepted", "low", "high", "bins filled", "coverage"),
-                tuple(
-                    (f"{c.family}/{c.parameter}", c.accepted, c.low, c.high, f"{c.bins_filled}/{c.bins}", c.coverage)
-                    for c in report.coverage
-                ),
-            )
-        )
-    tables.append(
-        TableData(
-            "Diversity per family",
-            ("family", "mean pairwise distance"),
-            tuple(sorted(report.diversity.per_family.items())),
-        )
-    )
-    return tables
-
-
-def comparison_tables(comparisons: Sequence[Comparison]) -> list[TableData]:
-    tables = []
-    for comparison in comparisons:
-        tables.append(
-            TableData(f"{comparison.tier}: per {comparison.by.value}", _GROUP_COLUMNS, _group_rows(comparison.groups))
-        )
-        tables.append(
-            TableData(
-                f"{comparison.tier}: tests",
-                ("metric", "test", "groups", "statistic", "p-value", "note"),
-                tuple(
-                    (test.metric, test.test, " vs ".join(test.groups), test.statistic, test.p_value, test.note)
-                    for test in comparison.tests
-                ),
-            )
-        )
-    return tables
-
-
-def write_plots(report: AnalysisReport, folder: Path) -> list[Path]:
-    """PNG charts of ``report`` in ``folder``: yield by stage, time per stage, diversity per family."""
-    from matplotlib.figure import Figure
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    figure = Figure(figsize=(7, 4), layout="constrained")
-    axes = figure.subplots()
-    stages = [row.stage for row in report.stages]
-    axes.bar(stages, [row.passed for row in report.stages], label="passed", color="tab:green")
-    axes.bar(
-        stages,
-        [row.failed for row in report.stages],
-        bottom=[row.passed for row in report.stages],
-        label="failed",
-        color="tab:red",
-    )
-    axes.set_ylabel("seeds")
-    axes.set_title(f"Yield by stage ({report.accepted}/{report.seeds} seeds accepted)")
-    axes.legend()
-    path = folder / "yield_by_stage.png"
-    figure.savefig(path, dpi=100)
-    written.append(path)
-
-    figure = Figure(figsize=(7, 4), layout="constrained")
-    axes = figure.subplots()
-    axes.bar([row.stage for row in report.stage_times], [row.mean_s for row in report.stage_times], color="tab:blue")
-    axes.set_ylabel("mean seconds per scenario (all harness seeds)")
-    axes.set_title("Validation time per stage")
-    path = folder / "time_per_stage.png"
-    figure.savefig(path, dpi=100)
-    written.append(path)
-
-    figure = Figure(figsize=(7, 4), layout="constrained")
-    axes = figure.subplots()
-    families = sorted(report.diversity.per_family)
-    axes.bar(families or ["(none)"], [report.diversity.per_family[f] for f in families] or [0.0], color="tab:purple")
-    axes.set_ylim(0, 1)
-    axes.set_ylabel("mean pairwise parameter distance")
-    axes.set_title(
-        f"Diversity: {report.diversity.mean_pairwise_distance:.2f} overall, "
-        f"family entropy {report.diversity.family_entropy:.2f}"
-    )
-    path = folder / "diversity.png"
-    figure.savefig(path, dpi=100)
-    written.append(path)
-    return written
-
-
 __all__ = [
     "AnalysisReport",
-    "COMPARED_METRICS",
-    "Comparison",
     "Diversity",
     "GroupBy",
     "GroupStats",
-    "MetricTest",
     "ParameterCoverage",
     "RunInput",
     "ScenarioFacts",
     "StageTime",
     "StageYield",
-    "TableData",
     "analyze_runs",
-    "compare_groups",
-    "comparison_tables",
     "diversity",
-    "format_value",
     "group_stats",
     "load_runs",
     "load_scenario_facts",
     "parameter_coverage",
-    "report_tables",
     "scenario_folders",
-    "seed_metric",
+    "seed_outcomes",
     "stage_times",
     "stage_yields",
-    "tables_to_csv",
-    "write_plots",
 ]

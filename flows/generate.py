@@ -245,7 +245,7 @@ def generate(
         publish_generation(result, context.store)
         store_process_spans(context.store, label=f"prefect-{job.run_id}")
     logger.info(result.describe())
-    driven.raise_if_stopped(resume_with=f"run_id={job.run_id}", retried=True)
+    driven.raise_if_stopped(resume_with=f"run_id={job.run_id}", retried=True, wrap_unexpected=True)
     if not result.complete:
         return Failed(  # type: ignore[return-value]
             message=(

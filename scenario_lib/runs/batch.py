@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -237,80 +238,82 @@ def expand_units(spec: BatchSpec) -> list[BatchUnit]:
     Raises `ConfigError` for an experiment that names no tier and no prompt to infer one from, a
     per-provider model list for a provider the experiment does not use, or more than `MAX_UNITS` units.
     """
-    from scenario_lib.agent.providers import DEFAULT_MODELS
-
     units: list[BatchUnit] = []
     for e_index, experiment in enumerate(spec.experiments):
-        label = experiment.name or f"experiment{e_index}"
-        where = f"experiments[{e_index}] ({label})"
-        providers: list[LlmProvider] = _merged(spec.defaults, experiment, "providers") or [LlmProvider.OFFLINE]
-        prompt: str | None = _merged(spec.defaults, experiment, "prompt")
-        # An experiment's own prompt without its own tiers picks the tier it names, over the default tiers.
-        if "tiers" in experiment.model_fields_set or "prompt" not in experiment.model_fields_set:
-            tiers_field = _merged(spec.defaults, experiment, "tiers")
-        else:
-            tiers_field = None
-        if tiers_field == "all":
-            tiers = [Tier.TIER1, Tier.TIER2]
-        elif tiers_field:
-            tiers = list(tiers_field)
-        elif prompt:
-            tiers = [infer_tier(prompt)]
-        else:
-            raise ConfigError(
-                f"{where}: set tiers (tier1, tier2, test_dummy or all) or a prompt to infer the tier from"
-            )
-        models_field = _merged(spec.defaults, experiment, "models")
-        if isinstance(models_field, dict):
-            unused = sorted(p.value for p in models_field if p not in providers)
-            if unused:
-                raise ConfigError(
-                    f"{where}: models names provider(s) {', '.join(unused)} that the experiment does not use; "
-                    f"its providers are {', '.join(p.value for p in providers)}"
-                )
-        temperatures = _merged(spec.defaults, experiment, "temperatures") or [DEFAULT_TEMPERATURE]
-        counts = _merged(spec.defaults, experiment, "counts") or [1]
-        base_seed = _merged(spec.defaults, experiment, "base_seed") or 0
-        headroom = _merged(spec.defaults, experiment, "headroom")
-        concurrency = _merged(spec.defaults, experiment, "max_concurrency") or DEFAULT_MAX_CONCURRENCY
-        key_envs = _merged(spec.defaults, experiment, "api_key_env") or {}
-        base_urls = _merged(spec.defaults, experiment, "base_url") or {}
-        seen: dict[str, int] = {}
-        for provider in providers:
-            if isinstance(models_field, dict):
-                models = models_field.get(provider) or [DEFAULT_MODELS[provider]]
-            else:
-                models = models_field or [DEFAULT_MODELS[provider]]
-            for model in models:
-                for tier in tiers:
-                    for temperature in temperatures:
-                        for count in counts:
-                            identity = (provider.value, model, tier.value, temperature, prompt, base_seed)
-                            occurrence = seen.get(_digest(*identity), 0)
-                            seen[_digest(*identity)] = occurrence + 1
-                            units.append(
-                                BatchUnit(
-                                    index=len(units),
-                                    experiment=label,
-                                    provider=provider,
-                                    model=model,
-                                    tier=tier,
-                                    temperature=temperature,
-                                    count=count,
-                                    prompt=prompt,
-                                    base_seed=base_seed,
-                                    headroom=headroom,
-                                    max_concurrency=concurrency,
-                                    api_key_env=key_envs.get(provider),
-                                    base_url=base_urls.get(provider),
-                                    run_id=unit_run_id(spec.name, e_index, identity, occurrence),
-                                )
-                            )
-                            if len(units) > MAX_UNITS:
-                                raise ConfigError(
-                                    f"the batch expands to more than {MAX_UNITS} runs; split it into several files"
-                                )
+        for fields in _experiment_units(spec, e_index, experiment):
+            units.append(BatchUnit(index=len(units), **fields))
+            if len(units) > MAX_UNITS:
+                raise ConfigError(f"the batch expands to more than {MAX_UNITS} runs; split it into several files")
     return units
+
+
+def _experiment_units(spec: BatchSpec, e_index: int, experiment: ExperimentSpec) -> Iterator[dict[str, Any]]:
+    """The fields of each unit of one experiment (all but the batch-wide index)."""
+    label = experiment.name or f"experiment{e_index}"
+    where = f"experiments[{e_index}] ({label})"
+
+    def merged(field: str) -> Any:
+        return _merged(spec.defaults, experiment, field)
+
+    providers: list[LlmProvider] = merged("providers") or [LlmProvider.OFFLINE]
+    prompt: str | None = merged("prompt")
+    tiers = _experiment_tiers(spec, experiment, prompt, where)
+    pairs = _provider_models(merged("models"), providers, where)
+    temperatures = merged("temperatures") or [DEFAULT_TEMPERATURE]
+    counts = merged("counts") or [1]
+    base_seed = merged("base_seed") or 0
+    key_envs = merged("api_key_env") or {}
+    base_urls = merged("base_url") or {}
+    seen: dict[str, int] = {}
+    for (provider, model), tier, temperature, count in itertools.product(pairs, tiers, temperatures, counts):
+        identity = (provider.value, model, tier.value, temperature, prompt, base_seed)
+        occurrence = seen.get(_digest(*identity), 0)
+        seen[_digest(*identity)] = occurrence + 1
+        yield {
+            "experiment": label,
+            "provider": provider,
+            "model": model,
+            "tier": tier,
+            "temperature": temperature,
+            "count": count,
+            "prompt": prompt,
+            "base_seed": base_seed,
+            "headroom": merged("headroom"),
+            "max_concurrency": merged("max_concurrency") or DEFAULT_MAX_CONCURRENCY,
+            "api_key_env": key_envs.get(provider),
+            "base_url": base_urls.get(provider),
+            "run_id": unit_run_id(spec.name, e_index, identity, occurrence),
+        }
+
+
+def _experiment_tiers(spec: BatchSpec, experiment: ExperimentSpec, prompt: str | None, where: str) -> list[Tier]:
+    # An experiment's own prompt without its own tiers picks the tier it names, over the default tiers.
+    if "tiers" in experiment.model_fields_set or "prompt" not in experiment.model_fields_set:
+        tiers_field = _merged(spec.defaults, experiment, "tiers")
+    else:
+        tiers_field = None
+    if tiers_field == "all":
+        return [Tier.TIER1, Tier.TIER2]
+    if tiers_field:
+        return list(tiers_field)
+    if prompt:
+        return [infer_tier(prompt)]
+    raise ConfigError(f"{where}: set tiers (tier1, tier2, test_dummy or all) or a prompt to infer the tier from")
+
+
+def _provider_models(models_field: Any, providers: Sequence[LlmProvider], where: str) -> list[tuple[LlmProvider, str]]:
+    """(provider, model) of every model run: a list for all providers, or one list per provider."""
+    from scenario_lib.agent.providers import DEFAULT_MODELS
+
+    if isinstance(models_field, dict):
+        unused = sorted(p.value for p in models_field if p not in providers)
+        if unused:
+            raise ConfigError(
+                f"{where}: models names provider(s) {', '.join(unused)} that the experiment does not use; "
+                f"its providers are {', '.join(p.value for p in providers)}"
+            )
+        return [(p, model) for p in providers for model in (models_field.get(p) or [DEFAULT_MODELS[p]])]
+    return [(p, model) for p in providers for model in (models_field or [DEFAULT_MODELS[p]])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -651,7 +654,13 @@ def run_batch(
                 on_event(BatchEvent(BatchEventKind.SEED_FINISHED, progress, outcome=outcome))
 
         try:
-            summary = run_generation(unit_context, job, max_concurrency=unit.max_concurrency, on_outcome=record)
+            summary = run_generation(
+                unit_context,
+                job,
+                max_concurrency=unit.max_concurrency,
+                on_outcome=record,
+                resume_with=f"the batch's --resume (`scenarios batch run {plan.source or '<file>'} --resume`)",
+            )
         except Exception as err:
             writer.update(index, state=UnitState.ERROR, error=f"{type(err).__name__}: {err}"[:2000])
             raise

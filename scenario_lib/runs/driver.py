@@ -7,9 +7,10 @@ or Prefect task futures in the flow. The policy is one:
 * up to ``max_concurrency`` seeds run at once (the bound is the caller's: the flow's is the global
   limit's 4 slots, the CLI's its own);
 * seeds an earlier run of the same run id finished are reused, not redone (`finished_seeds`);
-* a seed that raises (store down, sandbox broken: not a verdict) stops new seeds from starting; the
-  running ones finish and are recorded, the run record is written, and only then does the run raise,
-  naming the seed and how to resume. A crashed run is therefore always visible to ``analyze``.
+* a seed that raises (store down, sandbox broken, provider unreachable: not a verdict) stops new seeds
+  from starting; the running ones finish and are recorded, the run record is written, and only then
+  does the run raise (`DrivenRun.raise_if_stopped`). A crashed run is therefore always visible to
+  ``analyze``.
 """
 
 from __future__ import annotations
@@ -64,12 +65,18 @@ class DrivenRun(Generic[ResultT]):
     reused: dict[int, SeedOutcome]  # the seeds an earlier run of this run id had finished
     errors: list[tuple[int, BaseException]] = field(default_factory=list)
 
-    def raise_if_stopped(self, *, resume_with: str, retried: bool = False) -> None:
-        """Raise the first seed error, saying what is staged and how to resume (``resume_with``: the
-        option that names the run id, e.g. ``run_id=...``); nothing when no seed failed."""
+    def raise_if_stopped(self, *, resume_with: str, retried: bool = False, wrap_unexpected: bool = False) -> None:
+        """Raise the first seed error; nothing when no seed failed.
+
+        A `ScenarioError` is raised again as its own type with the run's context: the seed, what is
+        staged, and how to resume (``resume_with``, e.g. ``run_id=...``). Any other exception is raised
+        unchanged, for the caller to present, unless ``wrap_unexpected`` makes it a `ScenarioError` too.
+        """
         if not self.errors:
             return
         seed, error = self.errors[0]
+        if not isinstance(error, ScenarioError) and not wrap_unexpected:
+            raise error
         kind = type(error) if isinstance(error, ScenarioError) else ScenarioError
         failed = "failed after its retries with" if retried else "failed with"
         message = (

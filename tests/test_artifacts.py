@@ -17,6 +17,7 @@ from scenario_lib.validation.artifacts import (
     PREVIEW_FILE,
     REPORT_FILE,
     SCRIPT_FILE,
+    TASK_FILE,
     ScenarioManifest,
     read_manifest,
     write_scenario_folder,
@@ -77,7 +78,7 @@ def test_passed_scenario_folder_has_the_documented_layout(passed: Validated, tmp
     write(folder, passed)
 
     meshes = {f"meshes/{body.name}.stl" for body in result.scenario.bodies}
-    assert files_in(folder) == {SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE, DEMONSTRATION_FILE} | meshes
+    assert files_in(folder) == {SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE, DEMONSTRATION_FILE, TASK_FILE} | meshes
     assert (folder / SCRIPT_FILE).read_text(encoding="utf-8") == PEG_IN_HOLE
     assert (folder / PREVIEW_FILE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert result.scene is not None

@@ -14,6 +14,7 @@ from scenario_lib.cli import (  # noqa: F401, I001  (importing registers the com
     analysis_commands,
     batch_commands,
     agent_commands,
+    evaluate_commands,
 )
 from scenario_lib.cli.app import app
 

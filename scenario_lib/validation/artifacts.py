@@ -197,7 +197,9 @@ def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest
     try:
         data = store.read_bytes(key)
     except ObjectNotFoundError as err:
-        raise ObjectNotFoundError(f"the scenario folder {store.url_for(folder)} has no {MANIFEST_FILE} ({err}); {_DAMAGED_FOLDER_FIX}") from err
+        raise ObjectNotFoundError(
+            f"the committed scenario folder {store.url_for(folder)} is incomplete (no {MANIFEST_FILE}: {err}); {_DAMAGED_FOLDER_FIX}"
+        ) from err
     return parse_scenario_manifest(data, url=store.url_for(key))
 
 
@@ -207,7 +209,9 @@ def read_scenario_report(store: DatasetStore, folder: str) -> ValidationReport:
     try:
         return ValidationReport.model_validate_json(store.read_bytes(key))
     except ObjectNotFoundError as err:
-        raise ObjectNotFoundError(f"the scenario folder {store.url_for(folder)} has no {REPORT_FILE} ({err}); {_DAMAGED_FOLDER_FIX}") from err
+        raise ObjectNotFoundError(
+            f"the committed scenario folder {store.url_for(folder)} is incomplete (no {REPORT_FILE}: {err}); {_DAMAGED_FOLDER_FIX}"
+        ) from err
     except ValidationError as err:
         raise StoreError(
             f"validation report {store.url_for(key)} is corrupt ({err.errors()[0]['msg']}); {_DAMAGED_FOLDER_FIX}"

@@ -103,7 +103,7 @@ def publish_generation(result: GenerationResult, store: DatasetStore) -> None:
     failed = [seed_run.outcome for seed_run in result.seeds if not seed_run.outcome.passed]
     if failed:
         lines += ["## Failed seeds", ""]
-        lines += [f"- `{o.scenario_id}` stopped at **{o.stage_reached}**: {o.message[:300] or o.verdict}" for o in failed]
+        lines += [f"- `{o.scenario_id}` stopped at **{o.stage_reached}**: {o.message[:300] or (o.verdict or '')}" for o in failed]
     create_markdown_artifact(
         key=GENERATION_REPORT_KEY, markdown="\n".join(lines), description=f"Report of run {result.run_id}"
     )

@@ -6,8 +6,7 @@ and the trace exporter, so they are pydantic models.
 
 from __future__ import annotations
 
-from enum import Enum
-
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,9 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Metric = float | int | bool | str
 
 
-class Stage(str, Enum):
-    """The validation stages, in the order they run."""
+class Stage(StrEnum):
+    """How far a scenario got: the reviewer's check, then the validation stages in the order they run.
 
+    `REVIEW` is not a validation stage (no `StageResult` has it): it is the ``stage_reached`` of a seed or
+    attempt whose code the reviewer rejected, so it never reached validation. `STAGE_ORDER` lists the
+    validation stages.
+    """
+
+    REVIEW = "review"
     CODE = "code"
     GEOMETRY = "geometry"
     MJCF = "mjcf"
@@ -26,10 +31,10 @@ class Stage(str, Enum):
     SOLVABILITY = "solvability"
 
 
-STAGE_ORDER: tuple[Stage, ...] = tuple(Stage)
+STAGE_ORDER: tuple[Stage, ...] = tuple(stage for stage in Stage if stage is not Stage.REVIEW)
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     SKIPPED = "skipped"

@@ -55,6 +55,7 @@ from scenario_lib.agent.state import (
     GenerationRequest,
     HumanEdit,
     ModelCall,
+    PauseKind,
     PlannedParameter,
     ScaleRange,
     ScenarioPlan,
@@ -172,9 +173,9 @@ class AgentOutcome:
 
 @dataclass(frozen=True)
 class Pause:
-    """A paused run: ``kind`` is "plan" or "attempt_failed"; ``payload`` holds the plan or the feedback and code."""
+    """A paused run: where it paused (`PauseKind`); ``payload`` holds the plan or the feedback and code."""
 
-    kind: str
+    kind: PauseKind
     payload: dict[str, Any]
     thread_id: str
 
@@ -285,7 +286,7 @@ class AgentSession:
         interrupts = result.get("__interrupt__") if isinstance(result, dict) else None
         if interrupts:
             payload = dict(interrupts[0].value)
-            return Pause(kind=str(payload.get("kind", "")), payload=payload, thread_id=self.thread_id)
+            return Pause(kind=PauseKind(payload["kind"]), payload=payload, thread_id=self.thread_id)
         self.outcome = self._finish(self.graph.get_state(self.config).values)
         return self.outcome
 

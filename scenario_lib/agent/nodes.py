@@ -31,7 +31,6 @@ from scenario_lib.agent.prompts import (
     reviewer_messages,
 )
 from scenario_lib.agent.state import (
-    REVIEW_STAGE,
     AgentContext,
     AgentRole,
     AgentState,
@@ -40,13 +39,14 @@ from scenario_lib.agent.state import (
     FeedbackOrigin,
     HumanEdit,
     ModelCall,
+    PauseKind,
     ReviewVerdict,
     ScenarioPlan,
     StopReason,
 )
 from scenario_lib.errors import ScenarioError
 from scenario_lib.agent.providers import estimate_cost_usd
-from scenario_lib.report import STAGE_ORDER, ValidationReport
+from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport
 from scenario_lib.tracing import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,
@@ -225,7 +225,7 @@ def await_plan_edit_node(state: AgentState) -> Command[Literal["coder", "__end__
     """Pause with the plan; resume with a `HumanEdit` (``plan`` replaces it, ``stop`` ends the run)."""
     plan = state["plan"]
     assert plan is not None
-    answer = interrupt({"kind": "plan", "plan": plan.model_dump(mode="json")})
+    answer = interrupt({"kind": PauseKind.PLAN.value, "plan": plan.model_dump(mode="json")})
     edit = HumanEdit.model_validate(answer or {})
     if edit.stop:
         return Command(goto=END, update={"stop_reason": StopReason.STOPPED_BY_USER, "stop_message": "stopped after planning"})
@@ -256,7 +256,7 @@ def code_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
         feedback = Feedback(
             origin=FeedbackOrigin.VERIFIER,
             attempt=attempt,
-            stage="code",
+            stage=Stage.CODE,
             message="the answer held no ```python block with the script; answer with the whole file in one block",
         )
         record = AttemptRecord(
@@ -264,7 +264,7 @@ def code_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
             script_sha256=script_sha256(source),
             approved_by_reviewer=False,
             passed=False,
-            stage_reached="code",
+            stage_reached=Stage.CODE,
             reward=0.0,
             feedback=feedback,
         )
@@ -291,7 +291,7 @@ def review_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
     feedback = Feedback(
         origin=FeedbackOrigin.REVIEWER,
         attempt=attempt,
-        stage=REVIEW_STAGE,
+        stage=Stage.REVIEW,
         message="; ".join(verdict.issues) or "rejected without a reason",
     )
     record = AttemptRecord(
@@ -299,7 +299,7 @@ def review_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
         script_sha256=script_sha256(state["source"]),
         approved_by_reviewer=False,
         passed=False,
-        stage_reached=REVIEW_STAGE,
+        stage_reached=Stage.REVIEW,
         reward=0.0,
         feedback=feedback,
     )
@@ -326,7 +326,7 @@ def _feedback_from(report: ValidationReport, attempt: int) -> Feedback:
     return Feedback(
         origin=FeedbackOrigin.VERIFIER,
         attempt=attempt,
-        stage=failure.stage.value,
+        stage=failure.stage,
         seed=seed_report.seed,
         scale=seed_report.scale,
         message=failure.message,
@@ -357,13 +357,13 @@ def verify_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
         ctx.seed_validations[sha] = seed_validation
         reward = attempt_reward(report)
         feedback = None if report.passed else _feedback_from(report, attempt)
-        last = STAGE_ORDER[-1].value
+        last = STAGE_ORDER[-1]
         stage_reached = last if report.passed or feedback is None or feedback.stage is None else feedback.stage
         span.set_attributes(
             {
                 "scenario.passed": report.passed,
                 "scenario.reward": reward,
-                "scenario.stage_reached": stage_reached,
+                "scenario.stage_reached": stage_reached.value,
                 "scenario.seeds": len(report.seeds),
                 "scenario.validation_s": report.duration_s,
                 **{f"scenario.stage.{stage.value}.pass_rate": report.pass_rate(stage) for stage in STAGE_ORDER},
@@ -372,7 +372,7 @@ def verify_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
         if feedback is not None:
             span.set_attributes(
                 {
-                    "scenario.failure.stage": feedback.stage or "",
+                    "scenario.failure.stage": feedback.stage.value if feedback.stage else "",
                     "scenario.failure.seed": feedback.seed if feedback.seed is not None else -1,
                     "scenario.failure.scale": list(feedback.scale or ()),
                     "scenario.failure.message": redact(feedback.message, ctx.secrets),
@@ -414,7 +414,7 @@ def await_repair_node(state: AgentState) -> Command[Literal["coder", "verifier",
     last = state["attempts"][-1] if state["attempts"] else None
     answer = interrupt(
         {
-            "kind": "attempt_failed",
+            "kind": PauseKind.ATTEMPT_FAILED.value,
             "attempt": state["attempt"],
             "feedback": last.feedback.model_dump(mode="json") if last and last.feedback else None,
             "source": state["source"],

@@ -21,6 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from scenario_lib.agent.state import AgentRole
 from scenario_lib.config import LlmProvider, LlmSettings
 from scenario_lib.errors import ConfigError
 
@@ -297,15 +298,17 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = read_request_block(messages)
-        role = request["role"]
-        if role == "planner":
+        try:
+            role = AgentRole(request["role"])
+        except ValueError:
+            roles = ", ".join(role.value for role in AgentRole)
+            raise ConfigError(f"the offline model has no answer for role {request['role']!r}; roles are {roles}") from None
+        if role is AgentRole.PLANNER:
             text = _offline_plan(request)
-        elif role == "coder":
+        elif role is AgentRole.CODER:
             text = _offline_code(request)
-        elif role == "reviewer":
-            text = _offline_review(messages)
         else:
-            raise ConfigError(f"the offline model has no answer for role {role!r}; roles are planner, coder, reviewer")
+            text = _offline_review(messages)
         prompt_tokens = sum(_estimate_tokens(str(message.content)) for message in messages)
         completion_tokens = _estimate_tokens(text)
         message = AIMessage(

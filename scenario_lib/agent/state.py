@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import BaseModel, ConfigDict, Field
 
-from scenario_lib.report import Metric, ValidationReport
+from scenario_lib.report import Metric, Stage, ValidationReport
 from scenario_lib.tiers import Tier
 
 if TYPE_CHECKING:
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
     from scenario_lib.validation.pipeline import SeedValidation
 
 DEFAULT_MAX_ATTEMPTS = 4
-REVIEW_STAGE = "review"  # stage_reached of an attempt the reviewer rejected (it never reached validation)
 
 
-class AgentRole(str, Enum):
+class AgentRole(StrEnum):
     """Which prompt a model call answered."""
 
     PLANNER = "planner"
@@ -39,7 +38,7 @@ class AgentRole(str, Enum):
     REVIEWER = "reviewer"
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     """Why a generation ended."""
 
     ACCEPTED = "accepted"
@@ -48,10 +47,17 @@ class StopReason(str, Enum):
     STOPPED_BY_USER = "stopped_by_user"
 
 
-class FeedbackOrigin(str, Enum):
+class FeedbackOrigin(StrEnum):
     REVIEWER = "reviewer"
     VERIFIER = "verifier"
     HUMAN = "human"
+
+
+class PauseKind(StrEnum):
+    """Where an interactive run paused."""
+
+    PLAN = "plan"  # after planning: resume with the plan, or an edited one
+    ATTEMPT_FAILED = "attempt_failed"  # after a failed attempt: resume with code, a note, or stop
 
 
 class GenerationRequest(BaseModel):
@@ -108,7 +114,7 @@ class Feedback(BaseModel):
     origin: FeedbackOrigin
     attempt: int
     message: str
-    stage: str | None = None
+    stage: Stage | None = None
     seed: int | None = None
     scale: tuple[float, float, float] | None = None
     metrics: dict[str, Metric] = Field(default_factory=dict)
@@ -135,7 +141,7 @@ class AttemptRecord(BaseModel):
     script_sha256: str
     approved_by_reviewer: bool
     passed: bool
-    stage_reached: str
+    stage_reached: Stage
     reward: float
     feedback: Feedback | None = None
     human_code: bool = False

@@ -105,15 +105,17 @@ def failure_label(outcome: SeedOutcome) -> str:
 
 def print_run_summary(summary: RunSummary, store: DatasetStore, *, target: Console | None = None) -> None:
     """The end-of-run table: per-stage counts, yield, time, tokens and where the files are."""
+    from scenario_lib.report import Stage
+
     out = target or console
     counts = summary.stage_counts()
-    rejected = sum(1 for o in summary.outcomes if o.stage_reached == "review" and not o.stage_verdicts)
+    rejected = sum(1 for o in summary.outcomes if o.stage_reached is Stage.REVIEW and not o.stage_verdicts)
     out.print(f"[bold]Run {summary.run_id}[/]", highlight=False)
     table = Table()
     table.add_column("stage")
     table.add_column("passed", justify="right")
     table.add_column("failed", justify="right")
-    table.add_row("review", str(len(summary.outcomes) - rejected), str(rejected))
+    table.add_row(Stage.REVIEW.value, str(len(summary.outcomes) - rejected), str(rejected))
     for stage, count in counts.items():
         table.add_row(stage, str(count.passed), str(count.failed))
     out.print(table)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from scenario_lib.errors import ConfigError
-from scenario_lib.report import STAGE_ORDER, Verdict
+from scenario_lib.report import STAGE_ORDER, Stage, Verdict
 from scenario_lib.tiers import TIER_PRESETS, Tier
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from scenario_lib.store.dataset import DatasetStore
 
 COVERAGE_BINS = 10
-REVIEW_STAGE = "review"
 
 
 # --- inputs ---------------------------------------------------------------------------------------------
@@ -300,10 +299,10 @@ def _grouped(
 def stage_yields(outcomes: Sequence[SeedOutcome]) -> list[StageYield]:
     """Per stage, from review to task: seeds that reached it, passed it and failed there."""
     total = len(outcomes)
-    rejected = sum(outcome.stage_reached == REVIEW_STAGE and not outcome.stage_verdicts for outcome in outcomes)
+    rejected = sum(outcome.stage_reached is Stage.REVIEW and not outcome.stage_verdicts for outcome in outcomes)
     rows = [
         StageYield(
-            stage=REVIEW_STAGE,
+            stage=Stage.REVIEW.value,
             reached=total,
             passed=total - rejected,
             failed=rejected,

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from scenario_lib.validation.artifacts import (
     SCRIPT_FILE,
@@ -33,6 +33,7 @@ from scenario_lib.validation.artifacts import (
     read_scenario_report,
     write_scenario_folder,
 )
+from scenario_lib.agent.state import StopReason
 from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
@@ -71,10 +72,12 @@ class SeedOutcome(BaseModel):
     scenario_id: str
     seed: int
     passed: bool
-    stage_reached: str
+    stage_reached: Stage
     family: str = "unknown"
     attempts: int = 0
-    verdict: str = ""
+    # Why the seed's generation ended; None in run records written before it was kept. A seed reused
+    # from failures/ ended with a failed validation: ATTEMPTS_EXHAUSTED.
+    verdict: StopReason | None = None
     message: str = ""
     location: str = ""
     duration_s: float = 0.0
@@ -83,6 +86,12 @@ class SeedOutcome(BaseModel):
     cost_usd: float | None = None
     stage_verdicts: dict[str, str] = Field(default_factory=dict)
     reused: bool = False  # finished by an earlier run of the same run id
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _read_older_verdicts(cls, value: object) -> object:
+        # Run records before the enum wrote "" for none and "failed" for a reused failed seed.
+        return {"": None, "failed": StopReason.ATTEMPTS_EXHAUSTED.value}.get(value, value) if isinstance(value, str) else value
 
 
 class StageCount(BaseModel):
@@ -365,10 +374,10 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
                 scenario_id=scenario_id,
                 seed=seed,
                 passed=manifest.passed,
-                stage_reached=manifest.stage_reached,
+                stage_reached=Stage(manifest.stage_reached),
                 family=manifest.family,
                 attempts=manifest.attempt,
-                verdict="accepted" if manifest.passed else "failed",
+                verdict=StopReason.ACCEPTED if manifest.passed else StopReason.ATTEMPTS_EXHAUSTED,
                 location=store.url_for(folder),
                 stage_verdicts=_stage_verdicts(report),
                 reused=True,
@@ -442,9 +451,9 @@ def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> 
             scenario_id=scenario_id,
             seed=seed,
             passed=False,
-            stage_reached="review",
+            stage_reached=Stage.REVIEW,
             attempts=attempts,
-            verdict=outcome.verdict.value,
+            verdict=outcome.verdict,
             message=outcome.message,
             duration_s=round(time.perf_counter() - started, 3),
             input_tokens=outcome.usage.input_tokens,
@@ -469,10 +478,10 @@ def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> 
         scenario_id=scenario_id,
         seed=seed,
         passed=outcome.accepted,
-        stage_reached=manifest.stage_reached,
+        stage_reached=Stage(manifest.stage_reached),
         family=manifest.family,
         attempts=attempts,
-        verdict=outcome.verdict.value,
+        verdict=outcome.verdict,
         message=outcome.message,
         location=context.store.url_for(destination),
         duration_s=round(time.perf_counter() - started, 3),

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scenario_lib.config import ENV_PREFIX, Settings, load_settings
+from scenario_lib.config import ENV_PREFIX, Settings, summarize_validation_error, load_settings
 from scenario_lib.errors import ConfigError
 
 
@@ -24,12 +24,8 @@ def settings_for(*, store_url: str | None = None, provider: str | None = None) -
     try:
         return load_settings(**overrides)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']} (got {error.get('input')!r})"
-            for error in err.errors()
-        )
         raise ConfigError(
-            f"invalid settings for this flow run: {problems}. Fix the flow parameter, or the worker's "
+            f"invalid settings for this flow run: {summarize_validation_error(err)}. Fix the flow parameter, or the worker's "
             f"{ENV_PREFIX}* environment (e.g. {ENV_PREFIX}LLM__PROVIDER) / scenarios.toml"
         ) from err
 

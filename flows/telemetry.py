@@ -70,11 +70,7 @@ def install_tracer_provider() -> ProcessTracing | None:
             return None  # someone else (e.g. OTel auto-instrumentation) owns the global provider
         try:
             settings = load_settings()
-            secrets = [
-                secret.get_secret_value()
-                for secret in (settings.llm.api_key, settings.store.access_key, settings.store.secret_key)
-                if secret is not None
-            ]
+            secrets = settings.secret_values()
             spool: Path | None = None
             if settings.tracing.exporter is TraceExporter.FILE:
                 spool = Path(tempfile.mkdtemp(prefix="prefect-spans-")) / "spans.jsonl"

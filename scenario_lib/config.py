@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -127,6 +127,25 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=config_file),
         )
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret (the model's API key, the store's keys), to scrub from traces and logs."""
+        secrets = (self.llm.api_key, self.store.access_key, self.store.secret_key)
+        return [secret.get_secret_value() for secret in secrets if secret is not None and secret.get_secret_value()]
+
+
+def summarize_validation_error(err: ValidationError, *, prefix: str = "", with_input: bool = True) -> str:
+    """The problems of a ValidationError (settings, parameters) on one line: ``where: what (got value)`` per problem.
+
+    ``prefix`` names the settings area (e.g. ``llm.``); the value of a key or secret is never shown.
+    """
+    problems = []
+    for error in err.errors():
+        where = prefix + ".".join(str(part) for part in error["loc"]) or "value"
+        secret = any(word in where.lower() for word in ("key", "secret", "password", "token"))
+        shown = "" if not with_input or "input" not in error else " (got ***)" if secret else f" (got {error['input']!r})"
+        problems.append(f"{where}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -80,6 +80,8 @@ def run_guarded(action: Callable[[], T], *, stopped: str | None = None, resume: 
     """
     from pydantic import ValidationError
 
+    from scenario_lib.config import summarize_validation_error
+
     try:
         return action()
     except (ScenarioError, OSError) as err:
@@ -89,10 +91,7 @@ def run_guarded(action: Callable[[], T], *, stopped: str | None = None, resume: 
     except ValidationError as err:
         if _state["verbose"]:
             error_console.print_exception()
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}" for error in err.errors()
-        )
-        fail(_escape(f"invalid value: {problems}"))
+        fail(_escape(f"invalid value: {summarize_validation_error(err, with_input=False)}"))
     except Exception as err:
         if stopped is None:
             raise
@@ -114,7 +113,7 @@ def load_cli_settings(*, store_url: str | None = None) -> Settings:
     """The settings (env + settings file), with ``--store`` on top; a bad setting exits with the fix."""
     from pydantic import ValidationError
 
-    from scenario_lib.config import ENV_PREFIX, load_settings
+    from scenario_lib.config import ENV_PREFIX, summarize_validation_error, load_settings
 
     overrides: dict[str, Any] = {}
     if store_url is not None:
@@ -124,13 +123,9 @@ def load_cli_settings(*, store_url: str | None = None) -> Settings:
     except ValidationError as err:
         if _state["verbose"]:
             error_console.print_exception()
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']} (got {error.get('input')!r})"
-            for error in err.errors()
-        )
         fail(
             _escape(
-                f"invalid settings: {problems}. Fix the {ENV_PREFIX}* environment variables or the settings file "
+                f"invalid settings: {summarize_validation_error(err)}. Fix the {ENV_PREFIX}* environment variables or the settings file "
                 f"({os.environ.get(ENV_PREFIX + 'CONFIG', 'scenarios.toml')}); `scenarios config show` lists them"
             )
         )
@@ -190,7 +185,7 @@ def llm_for(
     """
     from pydantic import ValidationError
 
-    from scenario_lib.config import LlmSettings
+    from scenario_lib.config import LlmSettings, summarize_validation_error
     from scenario_lib.agent.providers import model_name
 
     configured = settings.llm
@@ -214,8 +209,7 @@ def llm_for(
     try:
         llm = LlmSettings.model_validate(values)
     except ValidationError as err:
-        problems = "; ".join(f"llm.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid model settings: {problems}") from None
+        raise ConfigError(f"invalid model settings: {summarize_validation_error(err, prefix='llm.', with_input=False)}") from None
     return llm.model_copy(update={"model": model_name(llm)})
 
 

@@ -296,11 +296,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     prompts = PromptSet.from_folder(llm.prompt_dir) if llm.prompt_dir else None
     # The few-shot library grows with use: the templates plus what this store has accepted.
     examples = [*family_examples(), *stored_examples(store)]
-    secrets = [
-        secret.get_secret_value()
-        for secret in (llm.api_key, settings.store.secret_key, settings.store.access_key)
-        if secret is not None
-    ]
+    secrets = settings.secret_values()
     chat_model = make_chat_model(llm)
     # The sandbox must not read other scenarios (or their traces) of a local store.
     hidden = [str(store.local_root)] if store.local_root is not None else []

@@ -82,123 +82,201 @@ def simulate_passive(
     mujoco.mj_forward(model, data)
     body_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, i) or f"body{i}" for i in range(model.nbody)]
     moving = np.array([model.body_weldid[i] != 0 for i in range(model.nbody)])
-    moving_mass = float(model.body_mass[moving].sum())
-    energy_scale_j = max(moving_mass * abs(float(model.opt.gravity[2])) * float(model.stat.extent), 1e-9)
-
-    initial_penetration = _Worst()
-    # A contact may start inside its soft layer (solimp width): MuJoCo's own scenes are baked at that
-    # equilibrium. Only an overlap beyond it, or one that pushes bodies apart (drift), is a fault.
-    equilibrium_depth_mm = 0.0
-    initial_pair: set[str] = set()
-    if data.ncon:
-        depth_m, pair = _deepest_contact(data)
-        initial_penetration.update(depth_m * 1000, 0.0, _pair_name(model, body_names, pair))
-        equilibrium_depth_mm = _soft_layer_mm(data)
-        initial_pair = {body_names[model.geom_bodyid[geom]] for geom in pair}
-    energy_start = _total_energy(data)
-    linear, angular, energy_gain = _Worst(), _Worst(), _Worst()
-    settling_penetration, rest_penetration = _Worst(), _Worst()
-    steps = max(1, round(duration_s / model.opt.timestep))
-    rest_from_step = steps - max(1, round(thresholds.rest_window_s / model.opt.timestep))
-    nonfinite_at: float | None = None
-
-    # Per step only copy state into preallocated arrays (Python-level numpy calls cost more than
-    # mj_step itself); speeds are computed for all steps at once afterwards.
-    cvel = np.zeros((steps, model.nbody, 6))
-    xipos = np.zeros((steps, model.nbody, 3))
-    xpos = np.zeros((steps, model.nbody, 3))
-    xquat = np.zeros((steps, model.nbody, 4))
-    xpos0, xquat0 = data.xpos.copy(), data.xquat.copy()
-    subtree_com = np.zeros((steps, model.nbody, 3))
-    depth_per_step = np.zeros(steps)
-    pair_per_step: list[tuple[int, int]] = [(0, 0)] * steps
-    fatal: str | None = None
-    step = 0
-    for step in range(1, steps + 1):
-        try:
-            mujoco.mj_step(model, data)
-        except mujoco.FatalError as err:
-            fatal = f"{' '.join(str(err).split())} at t={float(data.time):.3f} s"
-            step -= 1
-            break
-        row = step - 1
-        cvel[row], xipos[row], subtree_com[row] = data.cvel, data.xipos, data.subtree_com
-        xpos[row], xquat[row] = data.xpos, data.xquat
-        if data.ncon:
-            depth_per_step[row], pair_per_step[row] = _deepest_contact(data)
-        energy = _total_energy(data) - energy_start
-        if not math.isfinite(energy):
-            nonfinite_at = float(data.time)
-            break
-        energy_gain.update(energy, float(data.time), "")
-    done = step if nonfinite_at is None else step - 1  # a non-finite step is not analysed
-    if done > 0:
-        speed_lin, speed_ang = _body_speeds(model, cvel[:done], xipos[:done], subtree_com[:done])
-        speed_lin[:, ~moving] = 0.0
-        speed_ang[:, ~moving] = 0.0
-        for worst, speeds in ((linear, speed_lin), (angular, speed_ang)):
-            at_step, body = np.unravel_index(int(np.argmax(speeds)), speeds.shape)
-            worst.update(float(speeds[at_step, body]), (at_step + 1) * model.opt.timestep, body_names[body])
-        times = np.arange(1, done + 1) * model.opt.timestep
-        for worst, window in (
-            (settling_penetration, times >= thresholds.settling_time_s - 1e-12),
-            (rest_penetration, np.arange(1, done + 1) > rest_from_step),
-        ):
-            if window.any():
-                index = int(np.flatnonzero(window)[np.argmax(depth_per_step[:done][window])])
-                where = _pair_name(model, body_names, pair_per_step[index])
-                worst.update(float(depth_per_step[index]) * 1000, float(times[index]), where)
-
+    start = _initial_contacts(model, data, body_names)
+    rollout = _roll_out(model, data, max(1, round(duration_s / model.opt.timestep)))
+    worst = _worst_of(model, rollout, body_names, moving, thresholds)
     drift = _Drift()
-    if done > 0:
-        settled = min(done - 1, round(thresholds.contact_settling_s / model.opt.timestep))
+    if rollout.done > 0:
+        settled = min(rollout.done - 1, round(thresholds.contact_settling_s / model.opt.timestep))
         drift = _worst_drift(
-            model, data, body_names, moving, xpos0, xquat0, xpos[settled:done], xquat[settled:done], settled, thresholds
+            model,
+            data,
+            body_names,
+            moving,
+            rollout.xpos0,
+            rollout.xquat0,
+            rollout.xpos[settled : rollout.done],
+            rollout.xquat[settled : rollout.done],
+            settled,
+            thresholds,
         )
-
     warnings = {
         mujoco.mjtWarning(index).name: int(data.warning[index].number)
         for index in range(len(data.warning))
         if data.warning[index].number > 0
     }
+    energy_scale_j = max(float(model.body_mass[moving].sum()) * abs(float(model.opt.gravity[2])) * float(model.stat.extent), 1e-9)
     metrics: dict[str, Metric] = {
-        "steps": step,
+        "steps": rollout.step,
         "sim_time_s": round(float(data.time), 6),
-        "max_linear_speed_m_s": round(linear.value, 6),
-        "max_angular_speed_rad_s": round(angular.value, 6),
-        "energy_gain_j": round(energy_gain.value, 9),
-        "energy_gain_fraction": round(energy_gain.value / energy_scale_j, 6),
-        "penetration_t0_mm": round(initial_penetration.value, 6),
-        "penetration_after_settling_mm": round(settling_penetration.value, 6),
-        "penetration_at_rest_mm": round(rest_penetration.value, 6),
+        "max_linear_speed_m_s": round(worst.linear.value, 6),
+        "max_angular_speed_rad_s": round(worst.angular.value, 6),
+        "energy_gain_j": round(rollout.energy_gain.value, 9),
+        "energy_gain_fraction": round(rollout.energy_gain.value / energy_scale_j, 6),
+        "penetration_t0_mm": round(start.penetration.value, 6),
+        "penetration_after_settling_mm": round(worst.settling_penetration.value, 6),
+        "penetration_at_rest_mm": round(worst.rest_penetration.value, 6),
         "max_drift_mm": round(drift.distance_mm, 4),
         "max_drift_deg": round(drift.angle_deg, 4),
         "warnings": sum(warnings.values()),
     }
+    problems = _stability_problems(rollout, start, worst, drift, warnings, energy_scale_j, thresholds)
+    duration = time.perf_counter() - started
+    metrics["wall_s"] = round(duration, 4)
+    final_qpos = data.qpos.copy()
+    if problems:
+        return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration), final_qpos
+    return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration), final_qpos
 
+
+@dataclass
+class _InitialContacts:
+    """The deepest overlap at t=0 and the soft layer it may sit in."""
+
+    penetration: _Worst
+    # A contact may start inside its soft layer (solimp width): MuJoCo's own scenes are baked at that
+    # equilibrium. Only an overlap beyond it, or one that pushes bodies apart (drift), is a fault.
+    equilibrium_depth_mm: float = 0.0
+    pair: frozenset[str] = frozenset()
+
+
+def _initial_contacts(model: mujoco.MjModel, data: mujoco.MjData, body_names: list[str]) -> _InitialContacts:
+    start = _InitialContacts(penetration=_Worst())
+    if data.ncon:
+        depth_m, pair = _deepest_contact(data)
+        start.penetration.update(depth_m * 1000, 0.0, _pair_name(model, body_names, pair))
+        start.equilibrium_depth_mm = _soft_layer_mm(data)
+        start.pair = frozenset(body_names[model.geom_bodyid[geom]] for geom in pair)
+    return start
+
+
+@dataclass
+class _Rollout:
+    """What the passive rollout recorded, per step, for the analysis after it."""
+
+    cvel: npt.NDArray[np.float64]
+    xipos: npt.NDArray[np.float64]
+    xpos: npt.NDArray[np.float64]
+    xquat: npt.NDArray[np.float64]
+    subtree_com: npt.NDArray[np.float64]
+    xpos0: npt.NDArray[np.float64]
+    xquat0: npt.NDArray[np.float64]
+    depth_per_step: npt.NDArray[np.float64]
+    pair_per_step: list[tuple[int, int]]
+    energy_gain: _Worst
+    step: int = 0  # steps taken
+    done: int = 0  # steps analysed (a non-finite step is not)
+    fatal: str | None = None
+    nonfinite_at: float | None = None
+
+
+def _roll_out(model: mujoco.MjModel, data: mujoco.MjData, steps: int) -> _Rollout:
+    # Per step only copy state into preallocated arrays (Python-level numpy calls cost more than
+    # mj_step itself); speeds are computed for all steps at once afterwards.
+    shape = (steps, model.nbody)
+    run = _Rollout(
+        cvel=np.zeros((*shape, 6)),
+        xipos=np.zeros((*shape, 3)),
+        xpos=np.zeros((*shape, 3)),
+        xquat=np.zeros((*shape, 4)),
+        subtree_com=np.zeros((*shape, 3)),
+        xpos0=data.xpos.copy(),
+        xquat0=data.xquat.copy(),
+        depth_per_step=np.zeros(steps),
+        pair_per_step=[(0, 0)] * steps,
+        energy_gain=_Worst(),
+    )
+    energy_start = _total_energy(data)
+    step = 0
+    for step in range(1, steps + 1):
+        try:
+            mujoco.mj_step(model, data)
+        except mujoco.FatalError as err:
+            run.fatal = f"{' '.join(str(err).split())} at t={float(data.time):.3f} s"
+            step -= 1
+            break
+        row = step - 1
+        run.cvel[row], run.xipos[row], run.subtree_com[row] = data.cvel, data.xipos, data.subtree_com
+        run.xpos[row], run.xquat[row] = data.xpos, data.xquat
+        if data.ncon:
+            run.depth_per_step[row], run.pair_per_step[row] = _deepest_contact(data)
+        energy = _total_energy(data) - energy_start
+        if not math.isfinite(energy):
+            run.nonfinite_at = float(data.time)
+            break
+        run.energy_gain.update(energy, float(data.time), "")
+    run.step = step
+    run.done = step if run.nonfinite_at is None else step - 1
+    return run
+
+
+@dataclass
+class _WorstOfRollout:
+    linear: _Worst
+    angular: _Worst
+    settling_penetration: _Worst
+    rest_penetration: _Worst
+
+
+def _worst_of(
+    model: mujoco.MjModel, run: _Rollout, body_names: list[str], moving: npt.NDArray[np.bool_], thresholds: StabilityThresholds
+) -> _WorstOfRollout:
+    """The fastest body (linear, angular) and the deepest overlap after settling and at rest."""
+    worst = _WorstOfRollout(_Worst(), _Worst(), _Worst(), _Worst())
+    done = run.done
+    if done <= 0:
+        return worst
+    speed_lin, speed_ang = _body_speeds(model, run.cvel[:done], run.xipos[:done], run.subtree_com[:done])
+    speed_lin[:, ~moving] = 0.0
+    speed_ang[:, ~moving] = 0.0
+    for fastest, speeds in ((worst.linear, speed_lin), (worst.angular, speed_ang)):
+        at_step, body = np.unravel_index(int(np.argmax(speeds)), speeds.shape)
+        fastest.update(float(speeds[at_step, body]), (at_step + 1) * model.opt.timestep, body_names[body])
+    times = np.arange(1, done + 1) * model.opt.timestep
+    rest_from_step = len(run.depth_per_step) - max(1, round(thresholds.rest_window_s / model.opt.timestep))
+    for deepest, window in (
+        (worst.settling_penetration, times >= thresholds.settling_time_s - 1e-12),
+        (worst.rest_penetration, np.arange(1, done + 1) > rest_from_step),
+    ):
+        if window.any():
+            index = int(np.flatnonzero(window)[np.argmax(run.depth_per_step[:done][window])])
+            where = _pair_name(model, body_names, run.pair_per_step[index])
+            deepest.update(float(run.depth_per_step[index]) * 1000, float(times[index]), where)
+    return worst
+
+
+def _stability_problems(
+    run: _Rollout,
+    start: _InitialContacts,
+    worst: _WorstOfRollout,
+    drift: _Drift,
+    warnings: dict[str, int],
+    energy_scale_j: float,
+    thresholds: StabilityThresholds,
+) -> list[str]:
+    """Each broken limit as an actionable sentence (the drift only when nothing else broke)."""
     problems: list[str] = []
-    if fatal is not None:
+    if run.fatal is not None:
         problems.append(
-            f"MuJoCo stopped with a fatal error: {fatal}; usually far too many contacts (simplify collision "
+            f"MuJoCo stopped with a fatal error: {run.fatal}; usually far too many contacts (simplify collision "
             "geometry: fewer convex pieces, primitives) or a tampered <size memory>"
         )
-    if nonfinite_at is not None:
+    if run.nonfinite_at is not None:
         problems.append(
-            f"the state became NaN/inf at t={nonfinite_at:.3f} s: the model is numerically unstable; look for "
+            f"the state became NaN/inf at t={run.nonfinite_at:.3f} s: the model is numerically unstable; look for "
             "overlapping bodies, tiny masses or a too-large timestep"
         )
     if warnings:
         hints = sorted({_WARNING_HINTS.get(name, "see the MuJoCo docs for this warning") for name in warnings})
         problems.append(f"MuJoCo raised warnings {warnings}: {'; '.join(hints)}")
-    initial_limit_mm = max(thresholds.max_penetration_initial_mm, equilibrium_depth_mm)
+    initial, linear, angular = start.penetration, worst.linear, worst.angular
+    initial_limit_mm = max(thresholds.max_penetration_initial_mm, start.equilibrium_depth_mm)
     drifted = drift.distance_mm > thresholds.max_drift_mm or drift.angle_deg > thresholds.max_drift_deg
-    pushed_apart = drifted and drift.body in initial_pair
-    if initial_penetration.value > initial_limit_mm or (
-        initial_penetration.value > thresholds.max_penetration_initial_mm and pushed_apart
-    ):
+    pushed_apart = drifted and drift.body in start.pair
+    if initial.value > initial_limit_mm or (initial.value > thresholds.max_penetration_initial_mm and pushed_apart):
         problems.append(
-            f"{initial_penetration.where} interpenetrate by {initial_penetration.value:.3g} mm at t=0 "
-            f"(limit {thresholds.max_penetration_initial_mm:g} mm, or the contact's {equilibrium_depth_mm:.2g} mm soft "
+            f"{initial.where} interpenetrate by {initial.value:.3g} mm at t=0 "
+            f"(limit {thresholds.max_penetration_initial_mm:g} mm, or the contact's {start.equilibrium_depth_mm:.2g} mm soft "
             "layer when nothing moves); move them apart, leaving a gap of ~0.05 mm"
         )
     if linear.value > thresholds.max_linear_speed_m_s:
@@ -212,33 +290,30 @@ def simulate_passive(
             f"body {angular.where!r} spun at {angular.value:.3g} rad/s at t={angular.time_s:.3f} s "
             f"(limit {thresholds.max_angular_speed_rad_s:g} rad/s); check overlaps and its mass/inertia"
         )
-    gain_fraction = energy_gain.value / energy_scale_j
+    gain = run.energy_gain
+    gain_fraction = gain.value / energy_scale_j
     if gain_fraction > thresholds.max_energy_gain_fraction:
         problems.append(
-            f"the scene gained {energy_gain.value:.3g} J by t={energy_gain.time_s:.3f} s, "
+            f"the scene gained {gain.value:.3g} J by t={gain.time_s:.3f} s, "
             f"{100 * gain_fraction:.1f}% of m·g·extent (limit {100 * thresholds.max_energy_gain_fraction:g}%): "
             "contacts are pushing bodies apart; remove overlaps between bodies"
         )
-    if settling_penetration.value > thresholds.max_penetration_settling_mm:
+    settling, rest = worst.settling_penetration, worst.rest_penetration
+    if settling.value > thresholds.max_penetration_settling_mm:
         problems.append(
-            f"{settling_penetration.where} interpenetrate by {settling_penetration.value:.3g} mm at "
-            f"t={settling_penetration.time_s:.3f} s (limit {thresholds.max_penetration_settling_mm:g} mm after "
+            f"{settling.where} interpenetrate by {settling.value:.3g} mm at "
+            f"t={settling.time_s:.3f} s (limit {thresholds.max_penetration_settling_mm:g} mm after "
             f"{thresholds.settling_time_s * 1000:g} ms): a body sinks into another; check its collision shapes"
         )
-    if rest_penetration.value > thresholds.max_penetration_rest_mm:
+    if rest.value > thresholds.max_penetration_rest_mm:
         problems.append(
-            f"{rest_penetration.where} still interpenetrate by {rest_penetration.value:.3g} mm at rest "
+            f"{rest.where} still interpenetrate by {rest.value:.3g} mm at rest "
             f"(limit {thresholds.max_penetration_rest_mm:g} mm): a body is sunk into its support; "
             "check that collision shapes match the parts and that masses are realistic"
         )
     if drifted and not problems:
         problems.append(drift.describe(thresholds))
-    duration = time.perf_counter() - started
-    metrics["wall_s"] = round(duration, 4)
-    final_qpos = data.qpos.copy()
-    if problems:
-        return StageResult.failing(Stage.STABILITY, "; ".join(problems), metrics, duration_s=duration), final_qpos
-    return StageResult.passing(Stage.STABILITY, metrics, duration_s=duration), final_qpos
+    return problems
 
 
 @dataclass

@@ -17,12 +17,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenario_lib.contract import Collision, ScaleLimits, Scenario
 from scenario_lib.errors import ConfigError, GeometryError, MjcfError, ScenarioError
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
 from scenario_lib.sandbox.outcome import BuildOutcome
 from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
+
+if TYPE_CHECKING:
+    import mujoco
+
+    from scenario_lib.scene.demonstration import Demonstration
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +203,8 @@ class Validator:
     ) -> SeedValidation:
         """Run the trusted stages on one sandbox build."""
         # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
-        from scenario_lib.scene.collision import collision_meshes
         from scenario_lib.scene.geometry import geometry_stage
-        from scenario_lib.scene.mjcf import assemble_mjcf, mjcf_stage
-        from scenario_lib.scene.simulation import simulate_passive
-        from scenario_lib.validation.solvability import check_solvability
-        from scenario_lib.scene.task import check_task
+        from scenario_lib.scene.mjcf import mjcf_stage
 
         stages: list[StageResult] = []
 
@@ -223,24 +225,9 @@ class Validator:
             return finish(scenario)
 
         started = time.perf_counter()
-        try:
-            hull_failure = _hull_misuse(scenario, outcome.meshes)
-            if hull_failure is not None:
-                stages.append(StageResult.failing(Stage.MJCF, hull_failure))
-                return finish(scenario)
-            hulls = collision_meshes(scenario, outcome.meshes, self.config.decomposition_cache_dir)
-            files = {f"{MESH_DIR}/{name}.stl": data for name, data in outcome.meshes.items()}
-            for name, pieces in hulls.items():
-                for index, piece in enumerate(pieces):
-                    files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
-            scene = SceneFiles(
-                scene_xml=assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()}),
-                files=files,
-            )
-        except (MjcfError, GeometryError) as err:
-            # The scenario came from untrusted code: a parent that is no body, a parent cycle, a FREE child or
-            # a mesh nothing can be decomposed from is the script's failure, not the validator's.
-            stages.append(StageResult.failing(Stage.MJCF, str(err), duration_s=time.perf_counter() - started))
+        scene = self._assemble_scene(scenario, outcome.meshes, started)
+        if isinstance(scene, StageResult):
+            stages.append(scene)
             return finish(scenario)
         with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
             mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, self.config.mjcf_schema_path)
@@ -251,31 +238,64 @@ class Validator:
         if model is None or not stages[-1].passed:
             return finish(scenario, scene)
 
+        demonstration = self._physics_stages(scenario, model, stages)
+        result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
+        if render_preview and result.report.passed:
+            return _with_preview(result, model)
+        return result
+
+    def _assemble_scene(self, scenario: Scenario, meshes: dict[str, bytes], started: float) -> SceneFiles | StageResult:
+        """The scene files (MJCF, visual meshes, collision hulls), or the failing MJCF stage."""
+        from scenario_lib.scene.collision import collision_meshes
+        from scenario_lib.scene.mjcf import assemble_mjcf
+
+        try:
+            hull_failure = _hull_misuse(scenario, meshes)
+            if hull_failure is not None:
+                return StageResult.failing(Stage.MJCF, hull_failure)
+            hulls = collision_meshes(scenario, meshes, self.config.decomposition_cache_dir)
+            scene_xml = assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()})
+        except (MjcfError, GeometryError) as err:
+            # The scenario came from untrusted code: a parent that is no body, a parent cycle, a FREE child or
+            # a mesh nothing can be decomposed from is the script's failure, not the validator's.
+            return StageResult.failing(Stage.MJCF, str(err), duration_s=time.perf_counter() - started)
+        files = {f"{MESH_DIR}/{name}.stl": data for name, data in meshes.items()}
+        for name, pieces in hulls.items():
+            for index, piece in enumerate(pieces):
+                files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
+        return SceneFiles(scene_xml=scene_xml, files=files)
+
+    def _physics_stages(self, scenario: Scenario, model: mujoco.MjModel, stages: list[StageResult]) -> Demonstration | None:
+        """Stability, task and solvability in order, appended to ``stages`` up to the first failure;
+        returns the solvability stage's demonstration."""
+        from scenario_lib.scene.simulation import simulate_passive
+        from scenario_lib.scene.task import check_task
+        from scenario_lib.validation.solvability import check_solvability
+
         stability, passive_qpos = simulate_passive(model, duration_s=self.config.sim_duration_s)
         stages.append(stability)
-        if not stages[-1].passed:
-            return finish(scenario, scene)
-
+        if not stability.passed:
+            return None
         stages.append(check_task(scenario, model))
         if not stages[-1].passed:
-            return finish(scenario, scene)
-
+            return None
         solvability, demonstration = check_solvability(
             scenario, model, passive_qpos, script_demonstrations=self.config.script_demonstrations
         )
         stages.append(solvability)
-        result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
-        if render_preview and result.report.passed:
-            from scenario_lib.scene.render import render_preview as render
+        return demonstration
 
-            try:
-                preview = render(model)
-            except ScenarioError as err:
-                # A preview is a convenience: a machine without headless OpenGL still validates.
-                logger.warning("no preview rendered: %s", err)
-                return result
-            return SeedValidation(result.report, scenario, scene, preview_png=preview, demonstration=result.demonstration)
+
+def _with_preview(result: SeedValidation, model: mujoco.MjModel) -> SeedValidation:
+    from scenario_lib.scene.render import render_preview
+
+    try:
+        preview = render_preview(model)
+    except ScenarioError as err:
+        # A preview is a convenience: a machine without headless OpenGL still validates.
+        logger.warning("no preview rendered: %s", err)
         return result
+    return SeedValidation(result.report, result.scenario, result.scene, preview_png=preview, demonstration=result.demonstration)
 
 
 def _declared_limits(probe: BuildOutcome) -> ScaleLimits:

@@ -139,23 +139,9 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
                 timings_s=timings_s,
             )
         scenario_json = header["scenario_json"]
-        bodies = header["bodies"]
-        if not isinstance(scenario_json, str) or not isinstance(bodies, list):
-            raise ValueError("scenario_json or bodies has the wrong type")
-        meshes: dict[str, bytes] = {}
-        checks: dict[str, PartCheck] = {}
-        offset = 0
-        for body in bodies:
-            name, check, size = body["name"], body["check"], body["stl_bytes"]
-            if not isinstance(name, str) or not isinstance(check, str) or type(size) is not int or size < 0:
-                raise ValueError(f"malformed body entry {body!r:.200}")
-            if name in meshes:
-                raise ValueError(f"body {name!r} appears twice")
-            checks[name] = PartCheck.from_json(check)
-            meshes[name] = payload[offset : offset + size]
-            offset += size
-        if offset != len(payload):
-            raise ValueError(f"meshes take {offset} bytes of a {len(payload)}-byte payload")
+        if not isinstance(scenario_json, str):
+            raise ValueError("scenario_json has the wrong type")
+        meshes, checks = _split_meshes(header["bodies"], payload)
     except (ValueError, KeyError, TypeError, GeometryError, UnicodeDecodeError, OverflowError, RecursionError) as err:
         # The script can write the result file itself: an integer too large for a float (OverflowError)
         # or JSON nested thousands deep (RecursionError) must fail the build, not the host.
@@ -195,6 +181,28 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
         duration_s=duration_s,
         timings_s=timings_s,
     )
+
+
+def _split_meshes(bodies: object, payload: bytes) -> tuple[dict[str, bytes], dict[str, PartCheck]]:
+    """Each body's STL bytes and part check from the result's body list and payload; ValueError if they
+    do not account for the payload exactly."""
+    if not isinstance(bodies, list):
+        raise ValueError("bodies has the wrong type")
+    meshes: dict[str, bytes] = {}
+    checks: dict[str, PartCheck] = {}
+    offset = 0
+    for body in bodies:
+        name, check, size = body["name"], body["check"], body["stl_bytes"]
+        if not isinstance(name, str) or not isinstance(check, str) or type(size) is not int or size < 0:
+            raise ValueError(f"malformed body entry {body!r:.200}")
+        if name in meshes:
+            raise ValueError(f"body {name!r} appears twice")
+        checks[name] = PartCheck.from_json(check)
+        meshes[name] = payload[offset : offset + size]
+        offset += size
+    if offset != len(payload):
+        raise ValueError(f"meshes take {offset} bytes of a {len(payload)}-byte payload")
+    return meshes, checks
 
 
 def outcome_from_worker(

@@ -25,6 +25,7 @@ from scenario_lib.validation.artifacts import (
 from scenario_lib.config import PACKAGED_MJCF_SCHEMA, SandboxMode
 from scenario_lib.report import ValidationReport
 from scenario_lib.sandbox.pool import SandboxPool
+from scenario_lib.validation.certificate import CERTIFICATE_FILE
 from scenario_lib.validation.pipeline import SCENE_FILE, HarnessConfig, SeedValidation, Validator, script_sha256
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +79,9 @@ def test_passed_scenario_folder_has_the_documented_layout(passed: Validated, tmp
     write(folder, passed)
 
     meshes = {f"meshes/{body.name}.stl" for body in result.scenario.bodies}
-    assert files_in(folder) == {SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE, DEMONSTRATION_FILE, TASK_FILE} | meshes
+    assert files_in(folder) == {
+        SCRIPT_FILE, SCENE_FILE, REPORT_FILE, PREVIEW_FILE, MANIFEST_FILE, DEMONSTRATION_FILE, TASK_FILE, CERTIFICATE_FILE
+    } | meshes
     assert (folder / SCRIPT_FILE).read_text(encoding="utf-8") == PEG_IN_HOLE
     assert (folder / PREVIEW_FILE).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert result.scene is not None

@@ -15,6 +15,7 @@ from scenario_lib.cli import (  # noqa: F401, I001  (importing registers the com
     batch_commands,
     agent_commands,
     evaluate_commands,
+    benchmark_commands,
 )
 from scenario_lib.cli.app import app
 

@@ -9,6 +9,8 @@
     benchmarks/{dest}/{scenario_id}/          a promoted scenario (committed)
     benchmarks/{dest}/entries/{scenario_id}.json
     benchmarks/{dest}/manifest.json
+    benchmarks/{dest}/withdrawn/{scenario_id}.json   why a scenario was withdrawn, and the entry removed
+    withdrawn/{dest}/{scenario_id}/           a withdrawn scenario's folder, kept aside (committed)
     evaluations/{dest}/{evaluation_id}.json   a policy evaluation on a benchmark
     traces/                                   exported agent traces
     .tmp/                                     uploads in flight; never read by consumers
@@ -32,6 +34,7 @@ BENCHMARKS_PREFIX = "benchmarks"
 TRACES_PREFIX = "traces"
 BATCHES_PREFIX = "batches"
 EVALUATIONS_PREFIX = "evaluations"
+WITHDRAWN_PREFIX = "withdrawn"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCENARIO_ID_RE = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<seed>[0-9]{1,19})$")
@@ -153,6 +156,23 @@ def benchmark_manifest_key(dest: str) -> str:
     return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/manifest.json"
 
 
+def benchmark_withdrawals_prefix(dest: str) -> str:
+    """``benchmarks/{dest}/withdrawn``."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{WITHDRAWN_PREFIX}"
+
+
+def benchmark_withdrawal_key(dest: str, scenario_id: str) -> str:
+    """``benchmarks/{dest}/withdrawn/{scenario_id}.json``."""
+    parse_scenario_id(scenario_id)
+    return f"{benchmark_withdrawals_prefix(dest)}/{scenario_id}.json"
+
+
+def withdrawn_folder_prefix(dest: str, scenario_id: str) -> str:
+    """``withdrawn/{dest}/{scenario_id}``: outside ``staging/`` and ``benchmarks/``, where scenarios are listed."""
+    parse_scenario_id(scenario_id)
+    return f"{WITHDRAWN_PREFIX}/{validate_dest(dest)}/{scenario_id}"
+
+
 def evaluations_prefix(dest: str) -> str:
     """``evaluations/{dest}``."""
     return f"{EVALUATIONS_PREFIX}/{validate_dest(dest)}"
@@ -213,12 +233,15 @@ __all__ = [
     "STAGING_PREFIX",
     "TMP_PREFIX",
     "TRACES_PREFIX",
+    "WITHDRAWN_PREFIX",
     "benchmark_entries_prefix",
     "benchmark_entry_key",
     "benchmark_folder_of",
     "benchmark_manifest_key",
     "benchmark_of_url",
     "benchmark_prefix",
+    "benchmark_withdrawal_key",
+    "benchmark_withdrawals_prefix",
     "batch_checkpoint_key",
     "evaluation_key",
     "evaluations_prefix",
@@ -234,4 +257,5 @@ __all__ = [
     "validate_key",
     "validate_name",
     "validate_run_id",
+    "withdrawn_folder_prefix",
 ]

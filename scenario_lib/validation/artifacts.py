@@ -10,6 +10,8 @@
       task.json         ScenarioTask: the objective and the success condition as data (passed scenarios)
       demonstration.json  the solvability stage's demonstration (passed scenarios)
       preview.png       offscreen render of the scene (when rendering is available)
+      certificate.json  ScenarioCertificate: every check, threshold and measured value, and every file's hash
+                        (passed scenarios; `scenario_lib.validation.certificate`)
       manifest.json     ScenarioManifest: written last, it lists every other file with its hash
 """
 
@@ -27,6 +29,7 @@ from scenario_lib.errors import StoreError
 from scenario_lib.report import ValidationReport
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 from scenario_lib.store.layout import join_key
+from scenario_lib.validation.certificate import CERTIFICATE_FILE, build_certificate
 from scenario_lib.validation.pipeline import SeedValidation, library_versions
 
 SCRIPT_FILE = "scenario.py"
@@ -105,6 +108,13 @@ def write_scenario_folder(
     if result.scenario is not None and report.passed:
         task = ScenarioTask(objective=result.scenario.objective, success=result.scenario.success)
         (folder / TASK_FILE).write_text(task.model_dump_json(indent=2), encoding="utf-8")
+    # The certificate hashes every file written above, and the manifest (last) lists the certificate.
+    if report.passed and result.scene is not None and result.demonstration is not None:
+        hashes = {entry.path: entry.sha256 for entry in _file_entries(folder) if entry.path != CERTIFICATE_FILE}
+        certificate = build_certificate(scenario_id=scenario_id, report=report, result=result, files=hashes)
+        (folder / CERTIFICATE_FILE).write_text(certificate.model_dump_json(indent=2), encoding="utf-8")
+    else:
+        (folder / CERTIFICATE_FILE).unlink(missing_ok=True)  # a stale one must not vouch for a failed folder
 
     scenario = result.scenario
     manifest = ScenarioManifest(

@@ -13,17 +13,8 @@ from typing import Any
 
 import pytest
 
-from scenario_lib.runs.batch import (
-    BatchCheckpoint,
-    UnitProgress,
-    UnitState,
-    expand_units,
-    infer_tier,
-    load_batch,
-    parse_batch,
-    plan_batch,
-    reconcile,
-)
+from scenario_lib.runs.batch import BatchCheckpoint, UnitProgress, UnitState, reconcile
+from scenario_lib.runs.batch_spec import expand_units, infer_tier, load_batch, parse_batch, plan_batch
 from scenario_lib.config import LlmProvider
 from scenario_lib.errors import ConfigError
 from scenario_lib.store.commit import list_scenarios

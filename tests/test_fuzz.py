@@ -321,7 +321,7 @@ batch_texts = st.one_of(
 
 
 def check_batch_loader(text: str) -> None:
-    from scenario_lib.runs.batch import parse_batch, plan_batch
+    from scenario_lib.runs.batch_spec import parse_batch, plan_batch
 
     try:
         plan = plan_batch(parse_batch(text, source="fuzz.yaml"), source="fuzz.yaml")

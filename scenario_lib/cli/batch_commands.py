@@ -24,14 +24,15 @@ from scenario_lib.cli.output import console, write_json
 from scenario_lib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scenario_lib.runs.batch import BatchCheckpoint, BatchEvent, BatchPlan
+    from scenario_lib.runs.batch import BatchCheckpoint, BatchEvent
+    from scenario_lib.runs.batch_spec import BatchPlan
     from scenario_lib.config import LlmSettings, Settings
 
 BatchFile = Annotated[Path, typer.Argument(help="The batch YAML file (see configs/example_batch.yaml).")]
 
 
 def _load_plan(path: Path) -> BatchPlan:
-    from scenario_lib.runs.batch import load_batch
+    from scenario_lib.runs.batch_spec import load_batch
 
     return run_guarded(lambda: load_batch(path))
 

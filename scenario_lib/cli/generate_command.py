@@ -95,7 +95,7 @@ class SeedProgress:
 
 def choose_tier(tier: str | None, prompt: str | None) -> tuple[Tier, bool]:
     """The tier given, or the one inferred from a prompt (second value True); `ConfigError` for neither."""
-    from scenario_lib.runs.batch import infer_tier
+    from scenario_lib.runs.batch_spec import infer_tier
     from scenario_lib.tiers import resolve_tier
 
     if tier is not None:

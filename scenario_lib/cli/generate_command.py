@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,7 +42,7 @@ from scenario_lib.cli.output import console, error_console, failure_label, print
 from scenario_lib.errors import ConfigError, ScenarioError
 
 if TYPE_CHECKING:
-    from scenario_lib.config import LlmProvider
+    from scenario_lib.config import LlmProvider, Settings
     from scenario_lib.runs.generation import GenerationJob, RunSummary, SeedOutcome
     from scenario_lib.store.dataset import DatasetStore
     from scenario_lib.tiers import Tier
@@ -160,21 +161,7 @@ def run_via_deployment(
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
         probe_prefect_api(api_url)
-    params: dict[str, object] = {
-        "tier": job.tier.value,
-        "count": job.count,
-        "base_seed": job.base_seed,
-        "run_id": job.run_id,
-        "max_concurrency": max_concurrency,
-    }
-    if job.prompt is not None:
-        params["prompt"] = job.prompt
-    if job.headroom is not None:
-        params["headroom"] = job.headroom
-    if provider is not None:
-        params["provider"] = provider.value
-    if store_url is not None:
-        params["store_url"] = store_url
+    params = _flow_parameters(job, provider=provider, store_url=store_url, max_concurrency=max_concurrency)
     try:
         process = subprocess.Popen(
             _prefect_command(deployment, params),
@@ -206,21 +193,8 @@ def run_via_deployment(
         time.sleep(POLL_INTERVAL_S)
     reader.join(timeout=5)
     follow()
-    output = "".join(tail)
     if process.returncode != 0:
-        lowered = output.lower()
-        if "connecterror" in lowered or "connection attempts failed" in lowered or "connection refused" in lowered:
-            raise _unreachable_api(api_url or "(the Prefect profile's PREFECT_API_URL)", "connection refused")
-        if "not found" in lowered and "deployment" in lowered:
-            raise ConfigError(
-                f"no deployment {deployment!r} on the Prefect server: deploy them with `prefect deploy --all` "
-                "(scripts/stack.sh up does), or name another with --deployment"
-            )
-        last = " | ".join(line.strip() for line in output.strip().splitlines()[-6:])
-        raise ScenarioError(
-            f"the flow run of {deployment} failed (prefect exit {process.returncode}): {last}; see the Prefect UI "
-            f"for its logs, then resume with --run-id {job.run_id}"
-        )
+        raise _deployment_failure("".join(tail), process.returncode, deployment, job.run_id, api_url)
     try:
         return read_run_record(store, job.run_id)
     except ObjectNotFoundError:
@@ -228,6 +202,78 @@ def run_via_deployment(
             f"the flow run finished but {store.url_for('runs')}/{job.run_id}.json does not exist: the worker writes "
             f"to its own store (SCENARIOS_STORE__URL); make it the CLI's ({store.describe()}) or pass --store"
         ) from None
+
+
+def _resume_command(job: GenerationJob, given: Mapping[str, object]) -> str:
+    """The command that resumes ``job``: the same options (those given) and its run id."""
+    options = [f"--tier {job.tier.value}", f"--count {job.count}"]
+    for name, value in given.items():
+        if value is True:
+            options.append(name)
+        elif value is not None:
+            options.append(f"{name} {shlex.quote(str(value))}")
+    return f"scenarios generate {' '.join(options)} --run-id {job.run_id}"
+
+
+def _generate_here(
+    job: GenerationJob, settings: Settings, out: Console, *, concurrency: int, resume_command: str
+) -> tuple[RunSummary, DatasetStore]:
+    """Run ``job`` in this process with a progress display; Ctrl-C or an error exits with how to resume."""
+    from scenario_lib.runs.driver import run_generation
+    from scenario_lib.runs.generation import open_generation_context
+
+    def run_here() -> tuple[RunSummary, DatasetStore]:
+        with open_generation_context(settings, trace_label=job.run_id) as context:
+            with SeedProgress(out, job.run_id, job.count) as display:
+                summary = run_generation(
+                    context,
+                    job,
+                    max_concurrency=concurrency,
+                    resume_with=f"`{resume_command}`",
+                    on_outcome=lambda outcome, schedule: display.record(outcome, passed=schedule.passed, count=job.count),
+                )
+            return summary, context.store
+
+    resume_hint = f"resume with: {resume_command}"
+    with exit_on_interrupt(resume_hint):
+        return run_guarded(run_here, stopped=f"run {job.run_id}", resume=resume_hint)
+
+
+def _flow_parameters(
+    job: GenerationJob, *, provider: LlmProvider | None, store_url: str | None, max_concurrency: int
+) -> dict[str, object]:
+    """The generate flow's parameters for ``job`` (only those given: the deployment's defaults stay)."""
+    params: dict[str, object] = {
+        "tier": job.tier.value,
+        "count": job.count,
+        "base_seed": job.base_seed,
+        "run_id": job.run_id,
+        "max_concurrency": max_concurrency,
+    }
+    optional = {
+        "prompt": job.prompt,
+        "headroom": job.headroom,
+        "provider": provider.value if provider is not None else None,
+        "store_url": store_url,
+    }
+    return params | {name: value for name, value in optional.items() if value is not None}
+
+
+def _deployment_failure(output: str, returncode: int, deployment: str, run_id: str, api_url: str | None) -> ScenarioError:
+    """What a failed ``prefect deployment run`` means, from its output: no server, no deployment, or a failed run."""
+    lowered = output.lower()
+    if "connecterror" in lowered or "connection attempts failed" in lowered or "connection refused" in lowered:
+        return _unreachable_api(api_url or "(the Prefect profile's PREFECT_API_URL)", "connection refused")
+    if "not found" in lowered and "deployment" in lowered:
+        return ConfigError(
+            f"no deployment {deployment!r} on the Prefect server: deploy them with `prefect deploy --all` "
+            "(scripts/stack.sh up does), or name another with --deployment"
+        )
+    last = " | ".join(line.strip() for line in output.strip().splitlines()[-6:])
+    return ScenarioError(
+        f"the flow run of {deployment} failed (prefect exit {returncode}): {last}; see the Prefect UI "
+        f"for its logs, then resume with --run-id {run_id}"
+    )
 
 
 @app.command()
@@ -264,8 +310,7 @@ def generate(
     Passed scenarios land in staging/{run_id}_{seed}/, failed ones in failures/, the run record in
     runs/{run_id}.json. Ctrl-C stops at once; --run-id with the printed id resumes.
     """
-    from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context
-    from scenario_lib.runs.driver import run_generation
+    from scenario_lib.runs.generation import GenerationJob, new_run_id
 
     chosen_tier, inferred = run_guarded(lambda: choose_tier(tier, prompt))
     chosen_provider = run_guarded(lambda: parse_provider(provider)) if provider is not None else None
@@ -298,19 +343,14 @@ def generate(
         "--seed": seed or None,
         "--headroom": headroom,
         "--store": store,
+        "--via-deployment": via_deployment or None,
     }
-    options = " ".join(f"{name} {shlex.quote(str(value))}" for name, value in given.items() if value is not None)
-    resume_command = (
-        f"scenarios generate --tier {chosen_tier.value} --count {count} {options} "
-        f"{'--via-deployment ' if via_deployment else ''}--run-id {job.run_id}"
-    ).replace("  ", " ")
-    resume_hint = f"resume with: {resume_command}"
-
+    resume_command = _resume_command(job, given)
     if via_deployment:
         dataset = open_cli_store(settings)
         name = deployment or f"generate/{chosen_tier.value}"
         out.print(f"run {job.run_id} via deployment {name}", highlight=False)
-        with exit_on_interrupt(resume_hint), SeedProgress(out, job.run_id, job.count) as display:
+        with exit_on_interrupt(f"resume with: {resume_command}"), SeedProgress(out, job.run_id, job.count) as display:
             summary = run_guarded(
                 lambda: run_via_deployment(
                     job,
@@ -324,27 +364,11 @@ def generate(
             )
     else:
         llm = run_guarded(lambda: llm_for(settings, provider=chosen_provider, model=model, temperature=temperature))
-        run_settings = settings.model_copy(update={"llm": llm})
         out.print(
             f"run {job.run_id}: {job.count} {chosen_tier.value} scenario(s) with {llm.provider.value}:{llm.model}"
         )
-
-        def run_here() -> tuple[RunSummary, DatasetStore]:
-            with open_generation_context(run_settings, trace_label=job.run_id) as context:
-                with SeedProgress(out, job.run_id, job.count) as display:
-                    summary = run_generation(
-                        context,
-                        job,
-                        max_concurrency=concurrency,
-                        resume_with=f"`{resume_command}`",
-                        on_outcome=lambda outcome, schedule: display.record(
-                            outcome, passed=schedule.passed, count=job.count
-                        ),
-                    )
-                return summary, context.store
-
-        with exit_on_interrupt(resume_hint):
-            summary, dataset = run_guarded(run_here, stopped=f"run {job.run_id}", resume=resume_hint)
+        run_settings = settings.model_copy(update={"llm": llm})
+        summary, dataset = _generate_here(job, run_settings, out, concurrency=concurrency, resume_command=resume_command)
     if as_json:
         write_stdout(summary.model_dump_json(indent=2))
     else:

@@ -165,6 +165,36 @@ def _drive(
     return driven
 
 
+def _check_bounds(max_concurrency: int, dask_workers: int) -> None:
+    if not 1 <= max_concurrency <= GENERATION_SLOTS:
+        raise ConfigError(
+            f"max_concurrency must be from 1 to {GENERATION_SLOTS} (the slots of the global limit "
+            f"{GENERATION_LIMIT!r}), got {max_concurrency}"
+        )
+    if not 1 <= dask_workers <= 64:
+        raise ConfigError(f"dask_workers must be from 1 to 64, got {dask_workers}")
+
+
+def _generation_result(driven: DrivenRun[SeedRun], context: GenerationContext) -> GenerationResult:
+    """The flow's result: the run record's figures, where things are, and every seed (reused ones too)."""
+    summary, job = driven.summary, driven.job
+    runs = {seed: SeedRun(outcome=outcome) for seed, outcome in driven.reused.items()} | driven.results
+    return GenerationResult(
+        run_id=job.run_id,
+        tier=job.tier.value,
+        count=job.count,
+        passed=summary.passed,
+        failed=summary.failed,
+        complete=summary.complete,
+        duration_s=summary.duration_s,
+        stage_counts=summary.stage_counts(),
+        staging_url=context.store.url_for(STAGING_PREFIX),
+        failures_url=context.store.url_for(FAILURES_PREFIX),
+        run_record_url=driven.record_url,
+        seeds=[runs[seed] for seed in sorted(runs)],
+    )
+
+
 @flow(
     name="generate",
     flow_run_name=_default_run_id,
@@ -207,13 +237,7 @@ def generate(
         base_seed=base_seed,
         headroom=headroom,
     )
-    if not 1 <= max_concurrency <= GENERATION_SLOTS:
-        raise ConfigError(
-            f"max_concurrency must be from 1 to {GENERATION_SLOTS} (the slots of the global limit "
-            f"{GENERATION_LIMIT!r}), got {max_concurrency}"
-        )
-    if not 1 <= dask_workers <= 64:
-        raise ConfigError(f"dask_workers must be from 1 to 64, got {dask_workers}")
+    _check_bounds(max_concurrency, dask_workers)
     require_generation_limit()
     progress_id = create_progress_artifact(
         progress=0.0, key=PROGRESS_KEY, description=f"Scenarios passed in run {job.run_id}"
@@ -226,22 +250,7 @@ def generate(
         dask = DaskOptions(address=dask_address, workers=dask_workers)
         with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask) as submit:
             driven = _drive(submit, context, job, max_concurrency, progress_id)
-        summary = driven.summary
-        runs = {seed: SeedRun(outcome=outcome) for seed, outcome in driven.reused.items()} | driven.results
-        result = GenerationResult(
-            run_id=job.run_id,
-            tier=job.tier.value,
-            count=job.count,
-            passed=summary.passed,
-            failed=summary.failed,
-            complete=summary.complete,
-            duration_s=summary.duration_s,
-            stage_counts=summary.stage_counts(),
-            staging_url=context.store.url_for(STAGING_PREFIX),
-            failures_url=context.store.url_for(FAILURES_PREFIX),
-            run_record_url=driven.record_url,
-            seeds=[runs[seed] for seed in sorted(runs)],
-        )
+        result = _generation_result(driven, context)
         publish_generation(result, context.store)
         store_process_spans(context.store, label=f"prefect-{job.run_id}")
     logger.info(result.describe())

@@ -10,15 +10,14 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import importlib.util  # noqa: E402
 import itertools  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests.s3_fixtures import dataset_store, moto_s3, s3_bucket_url, s3_store  # noqa: E402, F401
-
-SCRIPTS = Path(__file__).parent / "scripts"
+from tests.support import SANDBOX_MODE, SCRIPTS  # noqa: E402
 # The packaged copy of MuJoCo's schema (from ../shared/data/, with its licence notice): CI has no ../shared.
 SHARED_XSD = Path(__file__).parents[1] / "scenario_lib" / "data" / "mjcf.xsd"
 
@@ -59,6 +58,23 @@ def load_script(name: str) -> Callable[..., object]:
 def decomposition_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One CoACD cache per test session: each part is decomposed once."""
     return tmp_path_factory.mktemp("coacd-cache")
+
+
+@pytest.fixture(scope="session")
+def sandbox_pool() -> Iterator[object]:
+    """One warm sandbox pool for the whole session (each pool's start costs seconds of build123d imports)."""
+    from scenario_lib.sandbox.pool import SandboxPool
+
+    with SandboxPool(workers=2, mode=SANDBOX_MODE) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="session")
+def validator(sandbox_pool: object, decomposition_cache: Path) -> object:
+    """The validator of most tests: two harness seeds, on the session's pool."""
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
+
+    return Validator(sandbox_pool, HarnessConfig(seeds=2, decomposition_cache_dir=decomposition_cache))  # type: ignore[arg-type]
 
 
 @pytest.fixture

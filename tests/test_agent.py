@@ -26,14 +26,14 @@ from scenario_lib.agent import (
     run_agent,
 )
 from scenario_lib.config import LlmProvider, LlmSettings, TraceExporter, TracingSettings
-from scenario_lib.agent.providers import OfflineChatModel, make_chat_model
+from scenario_lib.agent.providers import make_chat_model
 from scenario_lib.tiers import Tier
 from scenario_lib.insight.trace_export import export_traces, read_calls
 from scenario_lib.tracing import SpanRecord, configure_tracing, read_spans
 from tests.openai_stub_server import serve_openai_stub
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
+from tests.support import SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
 FAKE_KEY = "sk-test-SECRET123"
 PLAN = ScenarioPlan(
     family="push_box",
@@ -53,15 +53,6 @@ INTERPENETRATING = (SCRIPTS / "broken_interpenetrating.py").read_text()
 ALREADY_SOLVED = (SCRIPTS / "broken_already_solved.py").read_text()
 
 
-
-
-@pytest.fixture(scope="module")
-def validator() -> Iterator[Any]:
-    from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
-
-    with SandboxPool(workers=2) as pool:
-        yield Validator(pool, HarnessConfig(seeds=2))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import mujoco
@@ -22,27 +21,23 @@ from scenario_lib.validation.artifacts import (
     read_manifest,
     write_scenario_folder,
 )
-from scenario_lib.config import PACKAGED_MJCF_SCHEMA, SandboxMode
+from scenario_lib.config import PACKAGED_MJCF_SCHEMA
 from scenario_lib.report import ValidationReport
 from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.validation.certificate import CERTIFICATE_FILE
 from scenario_lib.validation.pipeline import SCENE_FILE, HarnessConfig, SeedValidation, Validator, script_sha256
+from tests.support import SCRIPTS
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).parent / "scripts"
 PEG_IN_HOLE = (REPO / "examples" / "tier1_peg_in_hole.py").read_text(encoding="utf-8")
-MODE = SandboxMode.BWRAP if shutil.which("bwrap") and shutil.which("setpriv") else SandboxMode.RLIMITS
 
 Validated = tuple[str, ValidationReport, SeedValidation]
 
 
 @pytest.fixture(scope="module")
-def validator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Validator]:
-    config = HarnessConfig(
-        seeds=2, mjcf_schema_path=PACKAGED_MJCF_SCHEMA, decomposition_cache_dir=tmp_path_factory.mktemp("coacd")
-    )
-    with SandboxPool(workers=2, mode=MODE) as pool:
-        yield Validator(pool, config)
+def validator(sandbox_pool: SandboxPool, decomposition_cache: Path) -> Validator:
+    config = HarnessConfig(seeds=2, mjcf_schema_path=PACKAGED_MJCF_SCHEMA, decomposition_cache_dir=decomposition_cache)
+    return Validator(sandbox_pool, config)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -115,9 +115,8 @@ class CrashingValidator:
 
 
 @pytest.fixture(scope="module")
-def validator() -> Iterator[Validator]:
-    with SandboxPool(workers=2) as pool:
-        yield Validator(pool, HarnessConfig(seeds=1))
+def validator(sandbox_pool: SandboxPool) -> Validator:
+    return Validator(sandbox_pool, HarnessConfig(seeds=1))
 
 
 def test_a_crashed_cli_run_is_recorded_and_resumes(tmp_path: Path, validator: Validator) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from scenario_lib.runs.generation import (
     SeedOutcome,
     SeedSchedule,
     finished_seeds,
-    make_validator,
     read_run_record,
 )
 from scenario_lib.runs.driver import run_generation
@@ -27,8 +25,8 @@ from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import Validator
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
+from tests.support import SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
 INTERPENETRATING = (SCRIPTS / "broken_interpenetrating.py").read_text()
 PLAN = '{"family": "push_box", "summary": "push a cube", "verification_strategy": "goal away from the start"}'
 
@@ -79,13 +77,6 @@ def test_bad_jobs_are_refused_with_the_fix(fields: dict[str, object], problem: s
     arguments: dict[str, object] = {"run_id": "run", "tier": Tier.TEST_DUMMY, "count": 2} | fields
     with pytest.raises(ConfigError, match=problem):
         GenerationJob(**arguments)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def validator() -> Iterator[Validator]:
-    validator = make_validator(load_settings(), seeds=2)
-    with validator.pool:
-        yield validator
 
 
 def context_for(store: DatasetStore, validator: Validator, chat_model: object, max_attempts: int = 2) -> GenerationContext:

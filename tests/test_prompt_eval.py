@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 
 from scenario_lib.agent import ScenarioPlan
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
@@ -27,15 +25,6 @@ def load_harness() -> ModuleType:
     sys.modules["prompt_eval"] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def validator() -> Iterator[Any]:
-    from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
-
-    with SandboxPool(workers=2) as pool:
-        yield Validator(pool, HarnessConfig(seeds=2))
 
 
 def test_the_set_covers_both_tiers_and_novel_requests() -> None:

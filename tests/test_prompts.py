@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from scenario_lib.agent.reference import contract_reference, reference_sections
 from scenario_lib.errors import ConfigError
 from scenario_lib.tiers import Tier
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
+from tests.support import SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
 GOOD = (SCRIPTS / "dummy_box.py").read_text()
 REPO = Path(__file__).resolve().parent.parent
 PLAN = ScenarioPlan(family="push_box", summary="push a cube into a goal zone")
@@ -40,15 +39,6 @@ WRONG_NAMES = (
     .replace("motion=FREE,", "joint=FREE,")
     .replace("Zone(name=\"goal\", center_mm=", "Zone(name=\"goal\", center=")
 )
-
-
-@pytest.fixture(scope="module")
-def validator() -> Iterator[Any]:
-    from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
-
-    with SandboxPool(workers=2) as pool:
-        yield Validator(pool, HarnessConfig(seeds=2))
 
 
 def test_the_reference_lists_every_field_of_every_contract_model_with_its_unit() -> None:

@@ -33,6 +33,8 @@ from scenario_lib.scene.simulation import simulate_passive
 from scenario_lib.scene.demonstration import Demonstration, replay
 from scenario_lib.validation.solvability import check_solvability
 from scenario_lib.scene.task import is_success
+from scenario_lib.validation.pipeline import Validator
+from tests.support import SCRIPTS
 
 BuildScene = Callable[..., BuiltScene]
 TABLE_T = 10.0
@@ -213,16 +215,13 @@ def test_a_report_stored_before_the_stage_existed_reads_with_it_not_applicable()
     assert report.seeds[0].stage_reached.value == "task"
 
 
-def test_the_scenario_folder_holds_the_demonstration_and_its_hash(tmp_path: Path) -> None:
+def test_the_scenario_folder_holds_the_demonstration_and_its_hash(tmp_path: Path, validator: Validator) -> None:
     import hashlib
 
     from scenario_lib.validation.artifacts import DEMONSTRATION_FILE, read_manifest, write_scenario_folder
-    from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
-    source = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
-    with SandboxPool(workers=1) as pool:
-        report, result = Validator(pool, HarnessConfig(seeds=2)).validate_script(source)
+    source = (SCRIPTS / "dummy_box.py").read_text()
+    report, result = validator.validate_script(source)
     assert report.passed, report.summary()
     folder = tmp_path / "run_0"
     write_scenario_folder(folder, scenario_id="run_0", tier="test_dummy", prompt="p", author="offline:x", source=source, report=report, result=result)
@@ -236,14 +235,12 @@ def test_the_scenario_folder_holds_the_demonstration_and_its_hash(tmp_path: Path
     assert is_success(result.scenario, model, final)  # type: ignore[arg-type]
 
 
-def test_the_coder_repairs_a_solvability_failure_from_its_feedback() -> None:
+def test_the_coder_repairs_a_solvability_failure_from_its_feedback(validator: Validator) -> None:
     from scenario_lib.agent import GenerationRequest, ScenarioPlan, StopReason, run_agent
-    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.tiers import Tier
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
     from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
-    good = (Path(__file__).parent / "scripts" / "square_peg.py").read_text()
+    good = (SCRIPTS / "square_peg.py").read_text()
     too_wide = good.replace("PEG_HALF_MM = 8.0", "PEG_HALF_MM = 9.8")
     model = ScriptedChatModel(
         answers={
@@ -252,11 +249,9 @@ def test_the_coder_repairs_a_solvability_failure_from_its_feedback() -> None:
             "reviewer": [APPROVE],
         }
     )
-    with SandboxPool(workers=2) as pool:
-        outcome = run_agent(
-            GenerationRequest(tier=Tier.TIER1, prompt="a square peg"), validator=Validator(pool, HarnessConfig(seeds=2)),
-            chat_model=model, max_attempts=3,
-        )  # fmt: skip
+    outcome = run_agent(
+        GenerationRequest(tier=Tier.TIER1, prompt="a square peg"), validator=validator, chat_model=model, max_attempts=3
+    )
 
     assert outcome.verdict is StopReason.ACCEPTED
     assert [a.stage_reached for a in outcome.attempts] == ["solvability", "solvability"]
@@ -360,14 +355,14 @@ def test_a_scripts_own_demonstration_solves_what_the_generic_oracle_cannot(build
     ],
     ids=["dropping-cube", "zone-just-beside"],
 )
-def test_the_coder_repairs_rest_and_negative_control_failures(broken: tuple[str, str], stage: str, fragment: str) -> None:
+def test_the_coder_repairs_rest_and_negative_control_failures(
+    broken: tuple[str, str], stage: str, fragment: str, validator: Validator
+) -> None:
     from scenario_lib.agent import GenerationRequest, ScenarioPlan, StopReason, run_agent
-    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.tiers import Tier
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
     from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 
-    good = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
+    good = (SCRIPTS / "dummy_box.py").read_text()
     assert broken[0] in good
     model = ScriptedChatModel(
         answers={
@@ -376,11 +371,9 @@ def test_the_coder_repairs_rest_and_negative_control_failures(broken: tuple[str,
             "reviewer": [APPROVE],
         }
     )
-    with SandboxPool(workers=2) as pool:
-        outcome = run_agent(
-            GenerationRequest(tier=Tier.TEST_DUMMY, prompt="push a cube"), validator=Validator(pool, HarnessConfig(seeds=2)),
-            chat_model=model, max_attempts=3,
-        )  # fmt: skip
+    outcome = run_agent(
+        GenerationRequest(tier=Tier.TEST_DUMMY, prompt="push a cube"), validator=validator, chat_model=model, max_attempts=3
+    )
 
     assert outcome.verdict is StopReason.ACCEPTED
     assert [a.stage_reached for a in outcome.attempts] == [stage, "solvability"]

@@ -6,9 +6,9 @@ CLI does on every start, does not pull in build123d, MuJoCo or LangGraph.
 
 from __future__ import annotations
 
-import importlib
 import os as _os
-from typing import Any
+
+from scenario_lib.exports import LazyExports
 
 # MuJoCo binds its OpenGL backend at its first import and cannot switch later; previews are rendered
 # headless. setdefault keeps the caller's choice (e.g. MUJOCO_GL=osmesa). See scenario_lib.scene.render.
@@ -74,17 +74,7 @@ _EXPORTS: dict[str, str] = {
     "export_traces": "insight.trace_export",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scenario_lib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"scenario_lib.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+_LAZY = LazyExports(__name__, _EXPORTS, globals())
+__all__ = _LAZY.all
+__getattr__ = _LAZY.load
+__dir__ = _LAZY.names

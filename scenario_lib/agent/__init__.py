@@ -6,8 +6,7 @@ records do, does not pull in LangGraph.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from scenario_lib.exports import LazyExports
 
 _EXPORTS: dict[str, str] = {
     "AWAIT_PLAN_EDIT": "nodes",
@@ -39,17 +38,7 @@ _EXPORTS: dict[str, str] = {
     "run_agent": "graph",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scenario_lib.agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"scenario_lib.agent.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+_LAZY = LazyExports(__name__, _EXPORTS, globals())
+__all__ = _LAZY.all
+__getattr__ = _LAZY.load
+__dir__ = _LAZY.names

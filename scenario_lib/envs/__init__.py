@@ -8,8 +8,7 @@ only when one is made. One environment per scenario of a benchmark comes from
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from scenario_lib.exports import LazyExports
 
 from gymnasium.envs.registration import register, registry
 
@@ -29,17 +28,7 @@ _EXPORTS: dict[str, str] = {
     "open_benchmark": "benchmark",
 }
 
-__all__ = sorted(["ENV_ID", *_EXPORTS])
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scenario_lib.envs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"scenario_lib.envs.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+_LAZY = LazyExports(__name__, _EXPORTS, globals())
+__all__ = sorted(["ENV_ID", *_LAZY.all])
+__getattr__ = _LAZY.load
+__dir__ = _LAZY.names

@@ -239,13 +239,17 @@ def store_evaluation(store: DatasetStore, record: EvaluationRecord) -> str:
 
 def read_evaluation(store: DatasetStore, benchmark: str, evaluation_id: str) -> EvaluationRecord:
     """A stored evaluation record; StoreError when it is missing or not a record."""
-    from pydantic import ValidationError
+    from scenario_lib.store.records import parse_record
 
     key = evaluation_key(benchmark, evaluation_id)
-    try:
-        return EvaluationRecord.model_validate_json(store.read_bytes(key))
-    except ValidationError as err:
-        raise StoreError(f"{store.url_for(key)} is not an evaluation record ({err.errors()[0]['msg']})") from None
+    return parse_record(
+        EvaluationRecord,
+        store.read_bytes(key),
+        url=store.url_for(key),
+        what="evaluation record",
+        fix="run the evaluation again",
+        format_version=EVALUATION_FORMAT_VERSION,
+    )
 
 
 def summary_rows(record: EvaluationRecord) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
 from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
 from scenario_lib.store.dataset import DatasetStore
+from scenario_lib.store.records import parse_record
 from scenario_lib.store.layout import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
@@ -524,8 +525,19 @@ def write_run_record(store: DatasetStore, summary: RunSummary) -> str:
 
 
 def read_run_record(store: DatasetStore, run_id: str) -> RunSummary:
-    """The stored summary of ``run_id`` (`ObjectNotFoundError` when there is none)."""
-    return RunSummary.model_validate_json(store.read_bytes(run_record_key(run_id)))
+    """The stored summary of ``run_id`` (`ObjectNotFoundError` when there is none, `StoreError` when broken)."""
+    return parse_run_record(store, run_record_key(run_id))
+
+
+def parse_run_record(store: DatasetStore, key: str) -> RunSummary:
+    """The run record at ``key``; `StoreError` naming it when it is not one."""
+    return parse_record(
+        RunSummary,
+        store.read_bytes(key),
+        url=store.url_for(key),
+        what="run record",
+        fix="move it aside: re-running the run id writes it again from the committed seeds",
+    )
 
 
 __all__ = [
@@ -540,6 +552,7 @@ __all__ = [
     "make_validator",
     "new_run_id",
     "open_generation_context",
+    "parse_run_record",
     "read_run_record",
     "start_summary",
     "store_spans",

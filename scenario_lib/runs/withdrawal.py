@@ -23,16 +23,16 @@ outside ``staging/`` and ``benchmarks/``, so nothing that lists scenarios (the a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.runs.promotion import ManifestEntry, parse_entry, read_manifest, rebuild_manifest
 from scenario_lib.store.commit import copy_committed, is_committed, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.records import parse_record
 from scenario_lib.store.layout import (
     benchmark_entry_key,
     benchmark_manifest_key,
@@ -95,21 +95,14 @@ def _limited(names: Sequence[str]) -> str:
 
 def parse_withdrawal(data: bytes, *, url: str) -> WithdrawalRecord:
     """Parse a withdrawal record read from ``url``; `StoreError` when corrupt or from a newer format."""
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise StoreError(f"withdrawal record {url} is not valid JSON ({str(err)[:200]}); restore it from a copy") from err
-    version = raw.get("format_version") if isinstance(raw, dict) else None
-    if type(version) is int and version > WITHDRAWAL_FORMAT_VERSION:
-        raise StoreError(
-            f"withdrawal record {url} has format_version {version}, newer than this scenario_lib understands "
-            f"({WITHDRAWAL_FORMAT_VERSION}); upgrade scenario_lib"
-        )
-    try:
-        return WithdrawalRecord.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise StoreError(f"withdrawal record {url} is corrupt ({first['msg']} at {first['loc']}); restore it from a copy") from err
+    return parse_record(
+        WithdrawalRecord,
+        data,
+        url=url,
+        what="withdrawal record",
+        fix="restore it from a copy",
+        format_version=WITHDRAWAL_FORMAT_VERSION,
+    )
 
 
 def read_withdrawals(store: DatasetStore, dest: str) -> list[WithdrawalRecord]:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from scenario_lib.errors import StoreError
 from scenario_lib.report import ValidationReport
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 from scenario_lib.store.layout import join_key
+from scenario_lib.store.records import parse_record
 from scenario_lib.validation.certificate import CERTIFICATE_FILE, build_certificate
 from scenario_lib.validation.pipeline import SeedValidation, library_versions
 
@@ -40,6 +40,7 @@ TASK_FILE = "task.json"
 TASK_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
+_DAMAGED_FOLDER_FIX = "restore the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
 
 
 class FileEntry(BaseModel):
@@ -162,27 +163,15 @@ def parse_scenario_manifest(data: bytes, *, url: str) -> ScenarioManifest:
     Raises `StoreError` naming the file and the fix when it is not JSON, not a manifest, or written by a
     newer scenario_lib (a higher ``format_version``).
     """
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise StoreError(
-            f"scenario manifest {url} is not valid JSON ({type(err).__name__}: {str(err)[:200]}); restore the folder "
-            "from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
-        ) from err
-    version = raw.get("format_version") if isinstance(raw, dict) else None
-    if type(version) is int and version > MANIFEST_FORMAT_VERSION:
-        raise StoreError(
-            f"scenario manifest {url} has format_version {version}, newer than this scenario_lib understands "
-            f"({MANIFEST_FORMAT_VERSION}); upgrade scenario_lib to read it"
-        )
-    try:
-        return ScenarioManifest.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise StoreError(
-            f"scenario manifest {url} does not match the manifest format: {first['msg']} at {first['loc']}; restore "
-            "the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
-        ) from err
+    return parse_record(
+        ScenarioManifest,
+        data,
+        url=url,
+        what="scenario manifest",
+        format_name="manifest",
+        fix=_DAMAGED_FOLDER_FIX,
+        format_version=MANIFEST_FORMAT_VERSION,
+    )
 
 
 def read_manifest(folder: Path) -> ScenarioManifest:
@@ -197,8 +186,6 @@ def read_manifest(folder: Path) -> ScenarioManifest:
         ) from err
     return parse_scenario_manifest(data, url=f"file://{path.resolve()}")
 
-
-_DAMAGED_FOLDER_FIX = "restore the folder from a copy, or delete it (its _COMMITTED marker first) so the seed is generated again"
 
 
 def read_scenario_manifest(store: DatasetStore, folder: str) -> ScenarioManifest:

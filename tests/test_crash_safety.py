@@ -276,6 +276,22 @@ def test_sigkill_from_outside_mid_run_then_resume(spec: StoreSpec, validator: Va
 # --- promotion ----------------------------------------------------------------------------------------
 
 
+def derived_listings(store: DatasetStore, dest: str) -> dict[str, set[str]]:
+    """The scenario ids each derived file of ``dest`` lists (index, splits, Croissant-described index, card)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    listed = {}
+    for name in ("index.parquet", "splits/train.parquet", "splits/test.parquet"):
+        table = pq.read_table(pa.BufferReader(store.read_bytes(f"benchmarks/{dest}/{name}")))
+        listed[name] = set(table.column("scenario_id").to_pylist())
+    croissant = json.loads(store.read_bytes(f"benchmarks/{dest}/croissant.json"))
+    assert croissant["distribution"][0]["@id"] == "index.parquet"
+    card = store.read_bytes(f"benchmarks/{dest}/README.md").decode()
+    listed["README.md"] = {sid for sid in listed["index.parquet"] if sid in card}  # unreadable folders are named
+    return listed
+
+
 def check_promotion_crash(spec: StoreSpec, tmp_path: Path, kill_before: int) -> None:
     store = spec.open()
     staged = stage_run(store, tmp_path, "staged", range(3), fast=True)
@@ -285,21 +301,72 @@ def check_promotion_crash(spec: StoreSpec, tmp_path: Path, kill_before: int) -> 
     entries = assert_every_entry_points_at_a_committed_folder(store, "v1")
     assert_every_visible_folder_is_complete(store, ("benchmarks/v1",))
     assert "staged_0" in entries
+    # Stale at worst: the derived files never list a scenario whose folder is not committed.
+    listed = derived_listings(store, "v1")
+    assert "staged_0" in listed["index.parquet"] and all(ids <= entries for ids in listed.values()), listed
     result = promote(store, run_id="staged", dest="v1")
 
     assert sorted(result.promoted + result.already_present) == sorted(staged)
     assert_promoted(store, "v1", staged)  # every entry in the manifest, once; staging emptied
     assert assert_every_entry_points_at_a_committed_folder(store, "v1") == set(staged)
+    listed = derived_listings(store, "v1")
+    assert listed["index.parquet"] == listed["README.md"] == set(staged)
+    assert listed["splits/train.parquet"] | listed["splits/test.parquet"] == set(staged)
 
 
 def test_sigkill_mid_promotion_then_rerun_loses_no_entry_on_a_local_store(tmp_path: Path) -> None:
     check_promotion_crash(StoreSpec(f"file://{tmp_path / 'store'}"), tmp_path, kill_before=4)
 
 
+# The store mutations of promoting staged_1 and staged_2 (staged_0 is already in): the near-duplicate index;
+# per scenario, uncommit the target, copy, marker, entry; the manifest; the derived files that change
+# (splits/train.parquet, splits/test.parquet, index.parquet, croissant.json, README.md); the staging deletes.
+# 17 in all: every one of them gets its SIGKILL.
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_before", range(1, 12))
+@pytest.mark.parametrize("kill_before", range(1, 18))
 def test_sigkill_at_every_promotion_step_then_rerun(spec: StoreSpec, tmp_path: Path, kill_before: int) -> None:
     check_promotion_crash(spec, tmp_path, kill_before)
+
+
+@pytest.fixture(scope="module")
+def near_duplicate_scripts(validator: Validator) -> dict[str, object]:
+    """A real push_box scenario, its near copy (`near_copy_source`) and a distinct seed, validated once."""
+    from scenario_lib.authoring.offline import author_script
+    from tests.test_near_duplicates import BENCH, Validated
+
+    source = author_script(Tier.TEST_DUMMY, "push", 3).source
+    plan = {"original": (source, 3), "copy": (BENCH.near_copy_source(source), 3)}
+    plan["distinct"] = (author_script(Tier.TEST_DUMMY, "push", 0).source, 0)
+    validated = {}
+    for label, (script, seed) in plan.items():
+        report, result = validator.validate_script(script, base_seed=seed)
+        assert report.passed, report.summary()
+        validated[label] = Validated(Tier.TEST_DUMMY, script, report, result)
+    return validated
+
+
+# A promotion of real scenarios writes the near-duplicate index first: a SIGKILL before that write (1) and
+# right after it, before the first copy (2).
+@pytest.mark.parametrize("kill_before", [1, 2], ids=["before-index-write", "after-index-write"])
+def test_sigkill_around_the_near_duplicate_index_write_then_rerun(
+    tmp_path: Path, near_duplicate_scripts: dict[str, object], kill_before: int
+) -> None:
+    from tests.test_near_duplicates import stage
+
+    spec = StoreSpec(f"file://{tmp_path / 'store'}")
+    store = spec.open()
+    stage(store, tmp_path, near_duplicate_scripts["original"], "real_3")  # type: ignore[arg-type]
+    stage(store, tmp_path, near_duplicate_scripts["distinct"], "real_0")  # type: ignore[arg-type]
+    run_child(spec, what="promote", run_id="real", dest="v1", kill_before=kill_before)
+
+    assert assert_every_entry_points_at_a_committed_folder(store, "v1") == set()
+    assert_every_visible_folder_is_complete(store, ("staging", "benchmarks/v1"))
+    assert list_scenarios(store, "staging") == ["real_0", "real_3"]  # nothing lost
+    result = promote(store, run_id="real", dest="v1")
+    assert result.promoted == ["real_0", "real_3"] and result.refused == [] and result.unchecked == []
+    # What the crash left in the index still keeps the near copy out, and nothing else.
+    stage(store, tmp_path, near_duplicate_scripts["copy"], "late_3")  # type: ignore[arg-type]
+    assert [item.duplicate_of for item in promote(store, run_id="late", dest="v1").refused] == ["real_3"]
 
 
 # --- concurrency ----------------------------------------------------------------------------------------
@@ -329,6 +396,7 @@ def check_concurrent_runs_and_promotions(store: DatasetStore, validator: Validat
 
     manifest = assert_promoted(store, "shared", staged)
     assert len(manifest.entries) == 24 and len(set(manifest.scenario_ids)) == 24
+    assert derived_listings(store, "shared")["index.parquet"] == set(staged)  # no writer's rebuild lost an entry
     assert list_scenarios(store, "staging") == [f"gen-{x}_{seed}" for x in "ab" for seed in range(3)]
     assert_every_visible_folder_is_complete(store, ("staging", "benchmarks/shared"))
     assert store.list_files(".tmp") == []

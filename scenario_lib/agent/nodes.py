@@ -41,7 +41,6 @@ from scenario_lib.agent.state import (
     ModelCall,
     PauseKind,
     ReviewVerdict,
-    ScenarioPlan,
     StopReason,
 )
 from scenario_lib.errors import ScenarioError

@@ -135,3 +135,73 @@ def withdraw(
     for scenario_id in result.already_withdrawn:
         console.print(f"{scenario_id}: already withdrawn from {dest}", highlight=False)
     console.print(f"{dest} now lists {result.entry_count} scenario(s): {result.manifest_url}", highlight=False, markup=False)
+
+
+@app.command()
+def card(
+    benchmark: BenchmarkArgument,
+    license_id: Annotated[
+        str | None, typer.Option("--license", help="SPDX licence of the dataset (e.g. CC-BY-4.0, the default); kept.")
+    ] = None,
+    train_fraction: Annotated[
+        float | None, typer.Option("--train-fraction", help="Share of scenarios in the train split (default 0.8); kept.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Rebuild a benchmark's index.parquet, dataset card (README.md) and croissant.json from what it has
+    committed (every promotion does too). --license and --train-fraction are stored with the benchmark, so
+    later promotions keep them (docs/publish.md)."""
+    from scenario_lib.runs.benchmark_index import CardSettings
+    from scenario_lib.runs.publication import (
+        PublishedFiles,
+        read_card_settings,
+        rebuild_benchmark_files,
+        write_card_settings,
+    )
+
+    dataset, dest = _resolve(benchmark, store)
+
+    def run() -> PublishedFiles:
+        if license_id is not None or train_fraction is not None:
+            current = read_card_settings(dataset, dest)
+            settings = CardSettings.from_options(
+                license=current.license if license_id is None else license_id,
+                train_fraction=current.train_fraction if train_fraction is None else train_fraction,
+            )
+            if settings != current:
+                write_card_settings(dataset, dest, settings)
+        return rebuild_benchmark_files(dataset, dest)
+
+    result = run_guarded(run)
+    if as_json:
+        write_json(result.model_dump(mode="json"))
+        return
+    changed = f"{len(result.written)} rewritten" if result.written else "all up to date"
+    console.print(f"{dest}: {result.entry_count} scenario(s), derived files {changed}", highlight=False, markup=False)
+    for name, url in result.files.items():
+        console.print(f"  {name}: {url}", highlight=False, markup=False)
+
+
+@app.command()
+def release(
+    benchmark: BenchmarkArgument,
+    version: Annotated[str, typer.Option("--version", help="The version to freeze, MAJOR.MINOR.PATCH (e.g. 1.0.0).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Freeze a benchmark as an immutable version under releases/VERSION/: its manifest, card, index and
+    Croissant metadata (with the version and a citation). Later promotions do not change it; an existing
+    version is refused."""
+    from scenario_lib.runs.publication import release_benchmark
+
+    dataset, dest = _resolve(benchmark, store)
+    result = run_guarded(lambda: release_benchmark(dataset, dest, version))
+    if as_json:
+        write_json(result.model_dump(mode="json"))
+        return
+    console.print(
+        f"{dest} {result.version}: [green]released[/], {result.entry_count} scenario(s), manifest sha256 "
+        f"{result.manifest_sha256[:12]}: {result.url}",
+        highlight=False,
+    )

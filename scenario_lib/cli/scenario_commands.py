@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scenario_lib.cli.app import StoreOption, app, fail, load_cli_settings, open_cli_store, run_guarded
 from scenario_lib.cli.output import console, human_size, print_report, print_run_summary, write_json
-from scenario_lib.errors import ConfigError, StoreError
+from scenario_lib.errors import ConfigError
 
 if TYPE_CHECKING:
     from scenario_lib.report import ValidationReport
@@ -154,14 +154,9 @@ def _scenario_row(store: DatasetStore, folder: str, dest: str = "") -> dict[str,
 
 
 def _run_row(store: DatasetStore, key: str) -> dict[str, Any]:
-    from pydantic import ValidationError
+    from scenario_lib.runs.generation import parse_run_record
 
-    from scenario_lib.runs.generation import RunSummary
-
-    try:
-        summary = RunSummary.model_validate_json(store.read_bytes(key))
-    except ValidationError as err:
-        raise StoreError(f"{store.url_for(key)} is not a run record ({err.errors()[0]['msg']})") from None
+    summary = parse_run_record(store, key)
     return {
         "run_id": summary.run_id,
         "tier": summary.tier,
@@ -346,8 +341,20 @@ def promote(
     dest: Annotated[str, typer.Option(help="Benchmark destination: benchmarks/<dest>/.")] = "default",
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    allow_near_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--allow-near-duplicates",
+            help="Promote near duplicates of scenarios already in the benchmark (or in this promotion) too.",
+        ),
+    ] = False,
 ) -> None:
-    """Promote staged scenarios (every passed scenario of a run, or single scenarios) into a benchmark."""
+    """Promote staged scenarios (every passed scenario of a run, or single scenarios) into a benchmark.
+
+    A near duplicate of a scenario in the benchmark, or of one earlier in the same promotion, is not
+    promoted: it stays in staging, is listed with the id it duplicates and the distance, and the command
+    exits 1 (unless --allow-near-duplicates).
+    """
     from scenario_lib.runs.promotion import PromotionResult
     from scenario_lib.runs.promotion import promote as promote_scenarios
     from scenario_lib.store.commit import list_scenarios
@@ -385,19 +392,30 @@ def promote(
     def run() -> list[PromotionResult]:
         results = []
         if scenario_ids:
-            results.append(promote_scenarios(dataset, scenario_ids, dest=dest))
+            results.append(
+                promote_scenarios(dataset, scenario_ids, dest=dest, allow_near_duplicates=allow_near_duplicates)
+            )
         for run_id in run_ids:
-            results.append(promote_scenarios(dataset, run_id=run_id, dest=dest))
+            results.append(
+                promote_scenarios(dataset, run_id=run_id, dest=dest, allow_near_duplicates=allow_near_duplicates)
+            )
         return results
 
     results = run_guarded(run)
     promoted = sorted({sid for result in results for sid in result.promoted})
     already = sorted({sid for result in results for sid in result.already_present})
+    refused = sorted((item for result in results for item in result.refused), key=lambda item: item.scenario_id)
     if as_json:
         write_json(
-            {"dest": dest, "promoted": promoted, "already_present": already, "manifest": results[-1].manifest_url}
+            {
+                "dest": dest,
+                "promoted": promoted,
+                "already_present": already,
+                "refused": [item.model_dump(mode="json") for item in refused],
+                "manifest": results[-1].manifest_url,
+            }
         )
-        return
+        raise typer.Exit(1 if refused else 0)
     table = Table(title=f"Promoted into benchmarks/{dest}", title_justify="left")
     table.add_column("scenario")
     table.add_column("result")
@@ -405,8 +423,14 @@ def promote(
         table.add_row(scenario_id, "[green]promoted[/]")
     for scenario_id in already:
         table.add_row(scenario_id, "already present")
+    for item in refused:
+        table.add_row(item.scenario_id, f"[red]near duplicate[/] of {item.duplicate_of} (distance {item.distance:.4f})")
     console.print(table)
     console.print(f"manifest: {results[-1].manifest_url} ({results[-1].entry_count} entries)")
+    for item in refused:
+        console.print(f"[red]refused:[/] {item.message}")
+    if refused:
+        raise typer.Exit(1)
 
 
 # --- tiers and versions -----------------------------------------------------------------------------------

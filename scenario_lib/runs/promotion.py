@@ -2,9 +2,18 @@
 
 Object stores have no atomic move, so a promotion is a sequence of idempotent steps per scenario:
 
+0. admit the candidates to ``benchmarks/<dest>/descriptors.json``, the near-duplicate index, by one
+   compare-and-swap for the whole call (`scenario_lib.runs.duplicates.admit_scenarios`): a candidate within
+   `NEAR_DUPLICATE_DISTANCE` of a scenario admitted before (in the benchmark, in flight in another
+   promotion, or earlier in this one) is refused: it writes nothing, stays in staging and is listed in
+   `PromotionResult.refused` with the id it duplicates and the distance (unless ``allow_near_duplicates``).
+   Admissions are serialized by that compare-and-swap, so of two near duplicates promoted at once exactly
+   one is admitted; a crash after it leaves an admission that the re-run recognizes (same descriptor);
 1. copy ``staging/<id>/`` to ``benchmarks/<dest>/<id>/`` and commit it there (marker last);
 2. create ``benchmarks/<dest>/entries/<id>.json``: the commit point; once it exists the scenario is promoted;
-3. rebuild ``benchmarks/<dest>/manifest.json`` from all entries with compare-and-swap and retry;
+3. rebuild ``benchmarks/<dest>/manifest.json`` from all entries with compare-and-swap and retry,
+   then the derived files (``index.parquet``, ``README.md``, ``croissant.json``: `scenario_lib.runs.publication`)
+   from that manifest;
 4. delete the staging source (marker first).
 
 A crash after any step leaves a state from which re-running `promote` converges: before step 2 the
@@ -23,6 +32,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scenario_lib.errors import ConfigError, StoreError
+from scenario_lib.runs.duplicates import NearDuplicate, admit_scenarios, describe_folder
 from scenario_lib.store.commit import copy_committed, list_scenarios, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 from scenario_lib.store.layout import (
@@ -111,6 +121,13 @@ class PromotionResult(BaseModel):
     already_present: list[str]
     manifest_url: str
     entry_count: int
+    refused: list[NearDuplicate] = Field(
+        default_factory=list, description="Near duplicates left in staging, with the id each duplicates."
+    )
+    unchecked: list[str] = Field(
+        default_factory=list,
+        description="Promoted without a near-duplicate check: no readable scenario manifest, scene or meshes.",
+    )
 
 
 def _check_format_version(raw: object, what: str, url: str) -> None:
@@ -281,13 +298,16 @@ def promote(
     *,
     run_id: str | None = None,
     dest: str,
+    allow_near_duplicates: bool = False,
 ) -> PromotionResult:
     """Promote staged scenarios (given ids, or every scenario of `run_id`) into the benchmark `dest`.
 
     Idempotent and crash-safe (see the module docstring): scenarios already promoted are reported in
     `already_present` and their leftover steps (manifest, staging cleanup) are finished. Safe to run
     concurrently with other promotions into the same `dest` for different scenarios (two promotions of
-    the same scenario at the same time are not supported).
+    the same scenario at the same time are not supported). A near duplicate of a scenario in the benchmark
+    or earlier in this promotion stays in staging and is listed in `refused` (not an error), unless
+    `allow_near_duplicates`.
     Raises ConfigError for an invalid `dest` or unknown ids, StoreError for store failures or a
     corrupt / newer-format manifest.
     """
@@ -296,6 +316,13 @@ def promote(
     manifest_key = benchmark_manifest_key(dest)
     # Refuse a corrupt or newer manifest, or entry, before copying anything rather than after.
     known = _read_unlisted_entries(store, dest, read_manifest(store, dest))
+
+    # Step 0: admission to the near-duplicate index; a refused candidate has written nothing.
+    descriptors = {scenario_id: describe_folder(store, staging_prefix(scenario_id)) for scenario_id in to_promote}
+    refused: list[NearDuplicate] = []
+    if to_promote:
+        admission = admit_scenarios(store, dest, descriptors, allow_near_duplicates=allow_near_duplicates)
+        to_promote, refused = list(admission.admitted), list(admission.refused)
 
     promoted: list[str] = []
     written: list[ManifestEntry] = []
@@ -320,6 +347,10 @@ def promote(
             already.append(scenario_id)
 
     manifest = rebuild_manifest(store, dest, known_entries=[*known, *written])
+    # Step 3b: the derived files (index, card, Croissant) follow the manifest; see scenario_lib.runs.publication.
+    from scenario_lib.runs.publication import rebuild_benchmark_files
+
+    rebuild_benchmark_files(store, dest, manifest=manifest)
     for scenario_id in sorted([*promoted, *already]):
         uncommit(store, staging_prefix(scenario_id))
     return PromotionResult(
@@ -328,6 +359,8 @@ def promote(
         already_present=sorted(already),
         manifest_url=store.url_for(manifest_key),
         entry_count=len(manifest.entries),
+        refused=refused,
+        unchecked=sorted(scenario_id for scenario_id in to_promote if descriptors[scenario_id] is None),
     )
 
 

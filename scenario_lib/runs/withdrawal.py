@@ -8,7 +8,8 @@ and what was removed, so that the benchmark's card (and anyone auditing it) can 
 2. create ``benchmarks/<dest>/withdrawn/<id>.json``, the `WithdrawalRecord` (reason, time, the entry it
    removes, where the folder is kept): the commit point; once it exists the scenario is withdrawn;
 3. delete ``benchmarks/<dest>/entries/<id>.json``;
-4. rebuild ``benchmarks/<dest>/manifest.json`` from the entries with compare-and-swap (`rebuild_manifest`);
+4. rebuild ``benchmarks/<dest>/manifest.json`` from the entries with compare-and-swap (`rebuild_manifest`),
+   then the derived files (`scenario_lib.runs.publication`: the index, the card with the withdrawal);
 5. delete ``benchmarks/<dest>/<id>/`` (marker first).
 
 A crash before step 2 leaves the benchmark as it was (plus a kept-aside copy nobody reads): re-running
@@ -172,6 +173,10 @@ def withdraw(store: DatasetStore, scenario_ids: Sequence[str], *, dest: str, rea
         records.append(record)
         store.delete(benchmark_entry_key(dest, scenario_id))
     rebuilt = rebuild_manifest(store, dest)
+    # Imported here: publication reads the withdrawal records of this module.
+    from scenario_lib.runs.publication import rebuild_benchmark_files
+
+    rebuild_benchmark_files(store, dest, manifest=rebuilt)  # the card lists it as withdrawn, the index no more
     for scenario_id in ids:
         uncommit(store, benchmark_prefix(dest, scenario_id))
     return WithdrawalResult(

@@ -9,7 +9,12 @@
     benchmarks/{dest}/{scenario_id}/          a promoted scenario (committed)
     benchmarks/{dest}/entries/{scenario_id}.json
     benchmarks/{dest}/manifest.json
+    benchmarks/{dest}/descriptors.json        the near-duplicate index: every admitted scenario's descriptor
     benchmarks/{dest}/withdrawn/{scenario_id}.json   why a scenario was withdrawn, and the entry removed
+    benchmarks/{dest}/index.parquet, README.md, croissant.json, splits/{split}.parquet
+                                              derived from the manifest at every promotion (the card)
+    benchmarks/{dest}/card.json               the card's settings (licence, split ratio)
+    benchmarks/{dest}/releases/{version}/     a frozen release: manifest, card, index, Croissant (committed)
     withdrawn/{dest}/{scenario_id}/           a withdrawn scenario's folder, kept aside (committed)
     evaluations/{dest}/{evaluation_id}.json   a policy evaluation on a benchmark
     traces/                                   exported agent traces
@@ -35,6 +40,12 @@ TRACES_PREFIX = "traces"
 BATCHES_PREFIX = "batches"
 EVALUATIONS_PREFIX = "evaluations"
 WITHDRAWN_PREFIX = "withdrawn"
+RELEASES_FOLDER = "releases"
+INDEX_FILE = "index.parquet"
+CARD_FILE = "README.md"
+CROISSANT_FILE = "croissant.json"
+CARD_SETTINGS_FILE = "card.json"
+SPLITS_FOLDER = "splits"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCENARIO_ID_RE = re.compile(r"^(?P<run_id>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<seed>[0-9]{1,19})$")
@@ -156,6 +167,11 @@ def benchmark_manifest_key(dest: str) -> str:
     return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/manifest.json"
 
 
+def benchmark_descriptors_key(dest: str) -> str:
+    """``benchmarks/{dest}/descriptors.json``."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/descriptors.json"
+
+
 def benchmark_withdrawals_prefix(dest: str) -> str:
     """``benchmarks/{dest}/withdrawn``."""
     return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{WITHDRAWN_PREFIX}"
@@ -171,6 +187,26 @@ def withdrawn_folder_prefix(dest: str, scenario_id: str) -> str:
     """``withdrawn/{dest}/{scenario_id}``: outside ``staging/`` and ``benchmarks/``, where scenarios are listed."""
     parse_scenario_id(scenario_id)
     return f"{WITHDRAWN_PREFIX}/{validate_dest(dest)}/{scenario_id}"
+
+
+def benchmark_file_key(dest: str, name: str) -> str:
+    """``benchmarks/{dest}/{name}`` for a file of the benchmark itself (``index.parquet``, ``splits/train.parquet``),
+    never a scenario folder: ConfigError when ``name`` starts like a scenario id or a folder of the layout."""
+    key = validate_key(name)
+    first = key.split("/", 1)[0]
+    if _SCENARIO_ID_RE.fullmatch(first) or first in ("entries", WITHDRAWN_PREFIX, RELEASES_FOLDER):
+        raise ConfigError(f"invalid benchmark file name {name!r}: it names a scenario folder or a folder of the layout")
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{key}"
+
+
+def benchmark_releases_prefix(dest: str) -> str:
+    """``benchmarks/{dest}/releases``."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{RELEASES_FOLDER}"
+
+
+def benchmark_release_prefix(dest: str, version: str) -> str:
+    """``benchmarks/{dest}/releases/{version}``."""
+    return f"{benchmark_releases_prefix(dest)}/{validate_name(version, kind='release version')}"
 
 
 def evaluations_prefix(dest: str) -> str:
@@ -226,20 +262,30 @@ def benchmark_folder_of(key: str) -> tuple[str, str] | None:
 __all__ = [
     "BATCHES_PREFIX",
     "BENCHMARKS_PREFIX",
+    "CARD_FILE",
+    "CARD_SETTINGS_FILE",
     "COMMIT_MARKER",
+    "CROISSANT_FILE",
     "EVALUATIONS_PREFIX",
     "FAILURES_PREFIX",
+    "INDEX_FILE",
+    "RELEASES_FOLDER",
     "RUNS_PREFIX",
+    "SPLITS_FOLDER",
     "STAGING_PREFIX",
     "TMP_PREFIX",
     "TRACES_PREFIX",
     "WITHDRAWN_PREFIX",
+    "benchmark_descriptors_key",
     "benchmark_entries_prefix",
     "benchmark_entry_key",
+    "benchmark_file_key",
     "benchmark_folder_of",
     "benchmark_manifest_key",
     "benchmark_of_url",
     "benchmark_prefix",
+    "benchmark_release_prefix",
+    "benchmark_releases_prefix",
     "benchmark_withdrawal_key",
     "benchmark_withdrawals_prefix",
     "batch_checkpoint_key",

@@ -218,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--per-family", type=int, default=3, help="Scenarios per family (author seeds 0, 1, ...).")
     parser.add_argument("--episodes", type=int, default=10, help="Episodes per scenario and baseline.")
-    parser.add_argument("--repeats", type=int, default=7, help="Timed passes per family (the fastest counts).")
+    parser.add_argument("--repeats", type=int, default=15, help="Timed passes per family (the fastest counts).")
     parser.add_argument("--quick", action="store_true", help="One scenario per family, 3 episodes, 3 repeats.")
     args = parser.parse_args()
     if args.quick:
@@ -232,6 +232,7 @@ def main() -> None:
         print("baselines:", flush=True)
         baselines = measure_baselines(store, families, args.episodes)
     ratios = [row["ratio_env_to_raw"] for row in steps]
+    hand_over_raw = [row["ratio_hand_to_raw"] for row in steps]
     env_over_hand = [row["ratio_env_to_hand"] for row in steps]
     results = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -240,9 +241,13 @@ def main() -> None:
         "arguments": vars(args),
         "step_cost": {
             "bar_env_to_raw": STEP_COST_BAR,
-            "median_ratio_env_to_raw": statistics.median(ratios),
+            "median_ratio_env_to_raw": round(statistics.median(ratios), 3),
             "max_ratio_env_to_raw": max(ratios),
-            "median_ratio_env_to_hand": statistics.median(env_over_hand),
+            "min_ratio_env_to_raw": min(ratios),
+            "median_ratio_hand_to_raw": round(statistics.median(hand_over_raw), 3),
+            "range_ratio_hand_to_raw": [min(hand_over_raw), max(hand_over_raw)],
+            "median_ratio_env_to_hand": round(statistics.median(env_over_hand), 3),
+            "range_ratio_env_to_hand": [min(env_over_hand), max(env_over_hand)],
             "per_family": steps,
         },
         "baselines": baselines,

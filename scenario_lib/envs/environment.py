@@ -38,12 +38,13 @@ from scenario_lib.scene.actuation import (
     Hand,
     HandAction,
     HandLimits,
+    JointKind,
     MovableBody,
     movable_bodies,
 )
 from scenario_lib.scene.demonstration import Demonstration
 from scenario_lib.scene.render import HEADLESS_BACKENDS, gl_backend
-from scenario_lib.scene.task import goal_distance
+from scenario_lib.scene.task import compile_goal_distance
 
 Action = npt.NDArray[np.float64]
 
@@ -73,7 +74,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
     _success_run: int  # consecutive steps with the success condition holding
     _grasping: bool
     _held: int  # the body the hand holds, or last held
-    _target: npt.NDArray[np.float64]
+    _target: list[float]  # the last action's position, rotation vector and joint
 
     def __init__(
         self,
@@ -121,6 +122,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
                 f"{names}: re-validate it with `scenarios revalidate {scenario.scenario_id}`"
             )
         self._condition = scenario.task.success
+        self._goal_distance = compile_goal_distance(self._condition, self.model)
         self._spaces = SceneSpaces.from_scene(self.model, bodies, self._condition, scenario.demonstration.actions)
         self._index = StateIndex.from_bodies(self.model, bodies)
         self.action_space = self._spaces.action_space  # type: ignore[assignment]  # a float64 Box
@@ -134,10 +136,13 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self.initial_position_noise_m = float(initial_position_noise_m)
         self._render_size = (int(render_width), int(render_height))
         self._renderer: mujoco.Renderer | None = None
-        self._free_qpos = np.array([body.qpos for body in bodies if body.kind == "free"], dtype=np.intp)
+        self._free_qpos = np.array([body.qpos for body in bodies if body.kind is JointKind.FREE], dtype=np.intp)
+        # The action bounds as floats: `_checked` clips on floats, every step.
+        self._action_low = self._spaces.action_low.tolist()
+        self._action_high = self._spaces.action_high.tolist()
         mujoco.mj_forward(self.model, self.data)
         self._refresh_kinematics()
-        self._initial_distance = goal_distance(self._condition, self.model, self._kinematics)
+        self._initial_distance = self._goal_distance(self._kinematics)
         if not 0 < self._initial_distance < math.inf:
             raise ConfigError(
                 f"scenario {scenario.scenario_id}'s task starts at goal distance {self._initial_distance}: a validated "
@@ -179,20 +184,21 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         mujoco.mj_forward(self.model, self.data)
         self._start_episode()
         self._refresh_kinematics()
-        distance = goal_distance(self._condition, self.model, self._kinematics)
+        distance = self._goal_distance(self._kinematics)
         return self._observe(distance), self._info(distance)
 
     def step(self, action: Action) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
         """Advance one control period under ``action`` (clipped into the action space)."""
-        hand_action = HandAction.from_vector(self._checked(action))
+        values = self._checked(action)
+        hand_action = HandAction.from_floats(values)
         self._hand.act(hand_action)
         self._steps += 1
         self._grasping = hand_action.grasp
         if hand_action.grasp:
             self._held = hand_action.body
-        self._target = np.array([*hand_action.position_m, *hand_action.rotation_vector, hand_action.joint])
+        self._target = values[2:]
         self._refresh_kinematics()
-        distance = goal_distance(self._condition, self.model, self._kinematics)
+        distance = self._goal_distance(self._kinematics)
         success = distance <= 0.0
         self._success_run = self._success_run + 1 if success else 0
         terminated = self._success_run >= self.success_hold_steps
@@ -231,9 +237,10 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self._success_run = 0
         self._grasping = False
         self._held = 0
-        self._target = np.zeros(ACTION_SIZE - 2)
+        self._target = [0.0] * (ACTION_SIZE - 2)
 
-    def _checked(self, action: Action) -> Action:
+    def _checked(self, action: Action) -> list[float]:
+        """The action as floats, clipped into the action space, its body index snapped to a body."""
         try:
             values = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -242,11 +249,17 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
             raise ConfigError(
                 f"an action of scenario {self.scenario_id} has shape ({ACTION_SIZE},) {ACTION_LAYOUT}, got shape {values.shape}"
             )
-        if not np.isfinite(values).all():
-            raise ConfigError(f"an action must be finite numbers {ACTION_LAYOUT}, got {values.tolist()}")
-        # Within the bounds clipping returns the same floats, so a stored demonstration passes unchanged.
-        clipped = np.minimum(np.maximum(values, self._spaces.action_low), self._spaces.action_high)
-        clipped[0] = snap_body(float(clipped[0]), len(self._spaces.bodies))
+        floats: list[float] = values.tolist()
+        # A finite sum has finite terms; only a sum that overflowed needs the element-wise look.
+        if not math.isfinite(sum(floats)) and not all(map(math.isfinite, floats)):
+            raise ConfigError(f"an action must be finite numbers {ACTION_LAYOUT}, got {floats}")
+        # Clipping as np.minimum(np.maximum(value, low), high) does, signed zeros included; within the bounds
+        # it returns the same floats, so a stored demonstration passes unchanged.
+        clipped = [
+            low if value < low else high if value > high else value
+            for value, low, high in zip(floats, self._action_low, self._action_high)
+        ]
+        clipped[0] = snap_body(clipped[0], len(self._spaces.bodies))
         return clipped
 
     def _refresh_kinematics(self) -> None:

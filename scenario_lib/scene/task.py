@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import mujoco
 import numpy as np
@@ -91,36 +92,58 @@ def _check_condition(
 
 def goal_distance(condition: SuccessCondition, model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """0 when the condition holds, else how far from it: mm for zones and slides, degrees for hinges."""
+    return compile_goal_distance(condition, model)(data)
+
+
+def compile_goal_distance(condition: SuccessCondition, model: mujoco.MjModel) -> Callable[[mujoco.MjData], float]:
+    """`goal_distance` of ``condition`` as a function of a state of ``model``, with the condition's bodies
+    and joints looked up once: for a caller that evaluates it every control step (the environment)."""
     if isinstance(condition, AllOf):
-        return max(goal_distance(inner, model, data) for inner in condition.conditions)
+        parts = tuple(compile_goal_distance(inner, model) for inner in condition.conditions)
+        return lambda data: max([part(data) for part in parts])
     body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, condition.body)
     if body_id < 0:
-        return math.inf
+        return lambda data: math.inf
     if isinstance(condition, InsideZone):
-        position_mm = data.xpos[body_id] * 1000
-        center = np.asarray(condition.zone.center_mm)
-        half = np.asarray(condition.zone.half_extents_mm)
-        outside = np.maximum(np.abs(position_mm - center) - half, 0.0)
-        return float(np.linalg.norm(outside))
-    value = _joint_value(model, data, body_id)
-    if value is None:
-        return math.inf
-    return max(condition.low - value, value - condition.high, 0.0)
+        center_x, center_y, center_z = condition.zone.center_mm
+        half_x, half_y, half_z = condition.zone.half_extents_mm
+
+        def zone_distance(data: mujoco.MjData) -> float:
+            x, y, z = data.xpos[body_id].tolist()
+            outside_x = max(abs(x * 1000 - center_x) - half_x, 0.0)
+            outside_y = max(abs(y * 1000 - center_y) - half_y, 0.0)
+            outside_z = max(abs(z * 1000 - center_z) - half_z, 0.0)
+            # The parentheses are numpy's: this equals np.linalg.norm of the three, bit for bit.
+            return math.sqrt((outside_x * outside_x + outside_y * outside_y) + outside_z * outside_z)
+
+        return zone_distance
+    joint = _joint_of(model, body_id)
+    if joint is None:
+        return lambda data: math.inf
+    address, start, to_unit = joint
+    low, high = condition.low, condition.high
+
+    def joint_distance(data: mujoco.MjData) -> float:
+        value = to_unit(data.qpos.item(address) - start)
+        return max(low - value, value - high, 0.0)
+
+    return joint_distance
 
 
-def _joint_value(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float | None:
-    """The body's single hinge (degrees) or slide (mm) displacement, or None when it has none."""
-    count = int(model.body_jntnum[body_id])
-    if count != 1:
+def _joint_of(model: mujoco.MjModel, body_id: int) -> tuple[int, float, Callable[[float], float]] | None:
+    """The qpos address, initial value and unit conversion (to degrees or mm) of the body's single hinge or
+    slide, or None when it has none."""
+    if int(model.body_jntnum[body_id]) != 1:
         return None
     joint = int(model.body_jntadr[body_id])
-    address = int(model.jnt_qposadr[joint])
     # qpos0 is the pose the scenario declared, so qpos - qpos0 is the displacement from it.
-    displacement = float(data.qpos[address] - model.qpos0[address])
-    if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE:
-        return math.degrees(displacement)
-    if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_SLIDE:
-        return displacement * 1000
+    address = int(model.jnt_qposadr[joint])
+    start = float(model.qpos0[address])
+    kind = int(model.jnt_type[joint])
+    if kind == int(mujoco.mjtJoint.mjJNT_HINGE):
+        return address, start, math.degrees
+    if kind == int(mujoco.mjtJoint.mjJNT_SLIDE):
+        return address, start, lambda value_m: value_m * 1000
     return None
 
 

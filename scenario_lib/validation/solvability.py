@@ -35,6 +35,7 @@ from scenario_lib.scene.actuation import (
     Hand,
     HandAction,
     HandLimits,
+    JointKind,
     rotation_vector_from_quat,
 )
 from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
@@ -353,8 +354,8 @@ def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int
     model, data = run.model, run.data
     index = run.hand.index_of(condition.body)
     body = run.hand.bodies[index]
-    if body.kind != "free":
-        raise _Blocked(f"InsideZone names {condition.body!r}, which is on a {body.kind} joint; the oracle carries free bodies")
+    if body.kind is not JointKind.FREE:
+        raise _Blocked(f"InsideZone names {condition.body!r}, which is on a {body.kind.value} joint; the oracle carries free bodies")
     reach = _reach_m(model, data, body.body_id)
     lift_z = max(_obstacle_top_z(model, data, body.body_id) + reach + LIFT_CLEARANCE_M, float(data.xpos[body.body_id][2]) + LIFT_CLEARANCE_M)
     fitting, reason = _fitting_orientations(run, condition, body.body_id, body.qpos, lift_z)
@@ -412,16 +413,16 @@ def _descend(run: _Run, index: int, condition: InsideZone, target: npt.NDArray[n
 def _solve_joint(run: _Run, condition: JointInRange) -> None:
     index = run.hand.index_of(condition.body)
     body = run.hand.bodies[index]
-    if body.kind == "free":
+    if body.kind is JointKind.FREE:
         raise _Blocked(f"JointInRange names {condition.body!r}, a free body; the oracle drives hinges and slides")
-    unit = math.radians if body.kind == "hinge" else (lambda value: value / 1000)
+    unit = math.radians if body.kind is JointKind.HINGE else (lambda value: value / 1000)
     target = float(run.model.qpos0[body.qpos]) + unit((condition.low + condition.high) / 2)
     _drive_joint(run, index, target, condition)
     distance = goal_distance(condition, run.model, run.data)
     if distance > 0:
-        unit_name = "°" if body.kind == "hinge" else " mm"
+        unit_name = "°" if body.kind is JointKind.HINGE else " mm"
         value = float(run.data.qpos[body.qpos] - run.model.qpos0[body.qpos])
-        value = math.degrees(value) if body.kind == "hinge" else value * 1000
+        value = math.degrees(value) if body.kind is JointKind.HINGE else value * 1000
         raise _Blocked(
             f"{condition.body!r} is blocked: its joint stalled at {value:.1f}{unit_name} while driven to "
             f"{(condition.low + condition.high) / 2:.1f}{unit_name} ({distance:.2g}{unit_name} outside [{condition.low:g}, "
@@ -433,8 +434,8 @@ def _solve_joint(run: _Run, condition: JointInRange) -> None:
 def _drive_joint(run: _Run, index: int, target: float, condition: JointInRange | None = None) -> None:
     """Drive the held joint to ``target`` (qpos) until it is there and still, or stalled; then hold."""
     body = run.hand.bodies[index]
-    speed = run.hand.limits.max_joint_speed_rad_s if body.kind == "hinge" else run.hand.limits.max_joint_speed_m_s
-    bound = run.hand.limits.max_torque_n_m if body.kind == "hinge" else run.hand.limits.max_force_n
+    speed = run.hand.limits.max_joint_speed_rad_s if body.kind is JointKind.HINGE else run.hand.limits.max_joint_speed_m_s
+    bound = run.hand.limits.max_torque_n_m if body.kind is JointKind.HINGE else run.hand.limits.max_force_n
     travel = math.ceil(abs(target - float(run.data.qpos[body.qpos])) / (speed * CONTROL_PERIOD_S))
     action = HandAction(index, True, joint=target)
     # Drive until the joint is there and still; a damped joint may move slower than the hand's speed
@@ -468,7 +469,7 @@ def _run_script_demonstration(run: _Run, demonstration: ScriptDemonstration) -> 
             for _ in range(max(1, round(step.hold_s / CONTROL_PERIOD_S))):
                 run.act(HandAction(index, False))
             continue
-        if body.kind == "free":
+        if body.kind is JointKind.FREE:
             position = np.asarray(step.position_mm) / 1000 if step.position_mm else run.data.xpos[body.body_id].copy()
             quat = run.data.xquat[body.body_id].copy()
             if step.euler_deg is not None:
@@ -476,7 +477,7 @@ def _run_script_demonstration(run: _Run, demonstration: ScriptDemonstration) -> 
             _move_to(run, index, position, quat, what=f"following the script's demonstration step {number}")
             action = HandAction(index, True, tuple(float(v) for v in position), tuple(float(v) for v in rotation_vector_from_quat(quat)))  # type: ignore[arg-type]
         else:
-            offset = math.radians(step.joint or 0.0) if body.kind == "hinge" else (step.joint or 0.0) / 1000
+            offset = math.radians(step.joint or 0.0) if body.kind is JointKind.HINGE else (step.joint or 0.0) / 1000
             target = float(run.model.qpos0[body.qpos]) + offset
             _drive_joint(run, index, target)
             action = HandAction(index, True, joint=target)

@@ -153,13 +153,12 @@ def publish_review(store: DatasetStore, run_id: str, folders: dict[str, str], de
     )
 
 
+def _ids(label: str, ids: Sequence[str]) -> str:
+    return f"- {label} ({len(ids)}): {', '.join(ids) or 'none'}"
+
+
 def publish_review_decision(result: ReviewResult) -> None:
-    lines = [
-        f"# Review of `{result.run_id}`",
-        "",
-        f"- approved ({len(result.approved)}): {', '.join(result.approved) or 'none'}",
-        f"- rejected, left in staging ({len(result.rejected)}): {', '.join(result.rejected) or 'none'}",
-    ]
+    lines = [f"# Review of `{result.run_id}`", "", _ids("approved", result.approved), _ids("rejected, left in staging", result.rejected)]
     if result.comment:
         lines.append(f"- reviewer's comment: {result.comment}")
     if result.promotion is not None:
@@ -171,8 +170,11 @@ def publish_promotion(result: PromotionResult) -> None:
     lines = [
         f"# Promotion into `{result.dest}`",
         "",
-        f"- promoted now ({len(result.promoted)}): {', '.join(result.promoted) or 'none'}",
-        f"- already there ({len(result.already_present)}): {', '.join(result.already_present) or 'none'}",
+        _ids("promoted now", result.promoted),
+        _ids("already there", result.already_present),
+        _ids("refused as near duplicates, left in staging", [refused.scenario_id for refused in result.refused]),
+        *(f"  - {refused.message}" for refused in result.refused),
+        _ids("promoted without a near-duplicate check (unreadable folder)", result.unchecked),
         f"- manifest: `{result.manifest_url}` ({result.entry_count} entries)",
     ]
     create_markdown_artifact(key=PROMOTION_KEY, markdown="\n".join(lines), description=f"Promotion into {result.dest}")

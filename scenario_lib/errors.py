@@ -15,6 +15,8 @@ Every exception carries only plain strings so it survives pickling across proces
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ScenarioError(Exception):
     """Base class of every error raised on purpose by scenario_lib."""
@@ -46,3 +48,10 @@ class StoreError(ScenarioError):
 
 class ConfigError(ScenarioError, ValueError):
     """A setting, parameter or user input is invalid."""
+
+
+def name_list(names: Sequence[str], most: int = 20) -> str:
+    """Names for a message: the first ``most``, then how many more; "none" when there are none."""
+    shown = ", ".join(names[:most])
+    more = len(names) - most
+    return (shown + (f", ... ({more} more)" if more > 0 else "")) or "none"

@@ -252,21 +252,8 @@ def code_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Lite
     # "report" always describes "source": a new attempt clears the last one's.
     update: dict[str, Any] = {"attempt": attempt, "source": source, "human_code": False, "calls": [call], "report": None}
     if not source.strip():
-        feedback = Feedback(
-            origin=FeedbackOrigin.VERIFIER,
-            attempt=attempt,
-            stage=Stage.CODE,
-            message="the answer held no ```python block with the script; answer with the whole file in one block",
-        )
-        record = AttemptRecord(
-            attempt=attempt,
-            script_sha256=script_sha256(source),
-            approved_by_reviewer=False,
-            passed=False,
-            stage_reached=Stage.CODE,
-            reward=0.0,
-            feedback=feedback,
-        )
+        message = "the answer held no ```python block with the script; answer with the whole file in one block"
+        record = _unvalidated_attempt(attempt, source, FeedbackOrigin.VERIFIER, Stage.CODE, message)
         next_node, failure_update = _after_failure(state, ctx, record, StopReason.ATTEMPTS_EXHAUSTED)
         return Command(goto=next_node, update={**update, **failure_update})
     return Command(goto=REVIEWER, update=update)
@@ -287,23 +274,24 @@ def review_node(state: AgentState, runtime: Runtime[AgentContext]) -> Command[Li
         verdict = ReviewVerdict(approve=True, issues=[f"reviewer answer unreadable ({err}); validated anyway"])
     if verdict.approve:
         return Command(goto=VERIFIER, update={"calls": [call]})
-    feedback = Feedback(
-        origin=FeedbackOrigin.REVIEWER,
+    message = "; ".join(verdict.issues) or "rejected without a reason"
+    record = _unvalidated_attempt(attempt, state["source"], FeedbackOrigin.REVIEWER, Stage.REVIEW, message)
+    next_node, failure_update = _after_failure(state, ctx, record, StopReason.REVIEWER_REJECTED)
+    return Command(goto=next_node, update={"calls": [call], **failure_update})
+
+
+def _unvalidated_attempt(attempt: int, source: str, origin: FeedbackOrigin, stage: Stage, message: str) -> AttemptRecord:
+    """An attempt stopped before validation (no code in the answer, or the reviewer rejected it): no reward."""
+    feedback = Feedback(origin=origin, attempt=attempt, stage=stage, message=message)
+    return AttemptRecord(
         attempt=attempt,
-        stage=Stage.REVIEW,
-        message="; ".join(verdict.issues) or "rejected without a reason",
-    )
-    record = AttemptRecord(
-        attempt=attempt,
-        script_sha256=script_sha256(state["source"]),
+        script_sha256=script_sha256(source),
         approved_by_reviewer=False,
         passed=False,
-        stage_reached=Stage.REVIEW,
+        stage_reached=stage,
         reward=0.0,
         feedback=feedback,
     )
-    next_node, failure_update = _after_failure(state, ctx, record, StopReason.REVIEWER_REJECTED)
-    return Command(goto=next_node, update={"calls": [call], **failure_update})
 
 
 def attempt_reward(report: ValidationReport) -> float:

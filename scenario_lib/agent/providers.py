@@ -100,40 +100,20 @@ def make_chat_model(settings: LlmSettings) -> BaseChatModel:
         return OfflineChatModel()
     key = _require_key(settings)
     model = model_name(settings)
+    # What every provider gets: the sampling temperature, a request timeout and two retries.
+    common: dict[str, Any] = {"temperature": settings.temperature, "timeout": REQUEST_TIMEOUT_S, "max_retries": 2}
     if settings.provider is LlmProvider.OPENAI:
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(
-            model=model,
-            api_key=key,  # type: ignore[arg-type]
-            base_url=settings.base_url,
-            temperature=settings.temperature,
-            timeout=REQUEST_TIMEOUT_S,
-            max_retries=2,
-            stream_usage=True,
-        )
+        return ChatOpenAI(model=model, api_key=key, base_url=settings.base_url, stream_usage=True, **common)  # type: ignore[arg-type]
     if settings.provider is LlmProvider.ANTHROPIC:
         from langchain_anthropic import ChatAnthropic
 
-        return ChatAnthropic(  # type: ignore[call-arg]
-            model_name=model,
-            api_key=key,  # type: ignore[arg-type]
-            base_url=settings.base_url,
-            temperature=settings.temperature,
-            timeout=REQUEST_TIMEOUT_S,
-            max_retries=2,
-            max_tokens=16_000,
-        )
+        return ChatAnthropic(model_name=model, api_key=key, base_url=settings.base_url, max_tokens=16_000, **common)  # type: ignore[arg-type,call-arg]
     if settings.provider is LlmProvider.GEMINI:
         from langchain_google_genai import ChatGoogleGenerativeAI
 
-        return ChatGoogleGenerativeAI(
-            model=model,
-            google_api_key=key,
-            temperature=settings.temperature,
-            timeout=REQUEST_TIMEOUT_S,
-            max_retries=2,
-        )
+        return ChatGoogleGenerativeAI(model=model, google_api_key=key, **common)
     raise ConfigError(f"unknown llm.provider {settings.provider!r}; use one of {[p.value for p in LlmProvider]}")
 
 

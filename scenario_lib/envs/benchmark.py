@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scenario_lib.errors import ConfigError
-from scenario_lib.store import DatasetStore, ObjectNotFoundError
+from scenario_lib.errors import ConfigError, name_list
+from scenario_lib.store import DatasetStore
 from scenario_lib.store.layout import (
     BENCHMARKS_PREFIX,
     benchmark_manifest_key,
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from scenario_lib.runs.promotion import BenchmarkManifest
 
-_MAX_LISTED = 20
 
 
 def _is_local(url: str) -> bool:
@@ -60,19 +59,8 @@ def open_store(url: str | None = None) -> DatasetStore:
     return DatasetStore.from_settings(settings, url=url, create_bucket=False)
 
 
-def benchmark_names(store: DatasetStore) -> list[str]:
-    """The destinations of ``store`` that have a benchmark manifest, sorted."""
-    names = []
-    for key in store.list_files(BENCHMARKS_PREFIX):
-        parts = key.split("/")
-        if len(parts) == 3 and key == benchmark_manifest_key(parts[1]):
-            names.append(parts[1])
-    return sorted(names)
 
 
-def _limited(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    return (shown + (f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")) or "none"
 
 
 def resolve_benchmark(benchmark: str, store: str | DatasetStore | None = None) -> tuple[DatasetStore, str]:
@@ -123,7 +111,7 @@ class Benchmark:
         an environment spec holding them can be written as JSON and recovered where the store is reachable)."""
         if scenario_id not in self.manifest.scenario_ids:
             raise ConfigError(
-                f"benchmark {self.dest!r} has no scenario {scenario_id!r}; it holds {_limited(list(self.scenario_ids))}"
+                f"benchmark {self.dest!r} has no scenario {scenario_id!r}; it holds {name_list(list(self.scenario_ids))}"
             )
         return {"benchmark": self.dest, "scenario_id": scenario_id, "store": self.store.url}
 
@@ -144,21 +132,13 @@ class Benchmark:
 def open_benchmark(benchmark: str, *, store: str | DatasetStore | None = None) -> Benchmark:
     """The benchmark named by ``benchmark`` (see `resolve_benchmark`); ConfigError when there is none or it
     holds no scenario, StoreError when its manifest is corrupt or unreadable."""
-    from scenario_lib.runs.promotion import parse_manifest
+    from scenario_lib.runs.promotion import require_manifest
 
     dataset, dest = resolve_benchmark(benchmark, store)
-    key = benchmark_manifest_key(dest)
-    try:
-        data = dataset.read_bytes(key)
-    except ObjectNotFoundError:
-        raise ConfigError(
-            f"unknown benchmark {dest!r} in {dataset.describe()}: benchmarks there: {_limited(benchmark_names(dataset))} "
-            "(promote scenarios into one with `scenarios promote RUN_ID --dest NAME`)"
-        ) from None
-    manifest = parse_manifest(data, url=dataset.url_for(key))
+    manifest, data = require_manifest(dataset, dest)
     if not manifest.entries:
         raise ConfigError(f"benchmark {dest!r} in {dataset.describe()} holds no scenario; promote some into it first")
     return Benchmark(dataset, dest, manifest, hashlib.sha256(data).hexdigest())
 
 
-__all__ = ["Benchmark", "benchmark_names", "open_benchmark", "open_store", "resolve_benchmark"]
+__all__ = ["Benchmark", "open_benchmark", "open_store", "resolve_benchmark"]

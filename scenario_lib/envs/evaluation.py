@@ -239,13 +239,12 @@ def store_evaluation(store: DatasetStore, record: EvaluationRecord) -> str:
 
 def read_evaluation(store: DatasetStore, benchmark: str, evaluation_id: str) -> EvaluationRecord:
     """A stored evaluation record; StoreError when it is missing or not a record."""
-    from scenario_lib.store.records import parse_record
+    from scenario_lib.store.records import read_record
 
-    key = evaluation_key(benchmark, evaluation_id)
-    return parse_record(
+    return read_record(
+        store,
+        evaluation_key(benchmark, evaluation_id),
         EvaluationRecord,
-        store.read_bytes(key),
-        url=store.url_for(key),
         what="evaluation record",
         fix="run the evaluation again",
         format_version=EVALUATION_FORMAT_VERSION,

@@ -39,7 +39,7 @@ from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
 from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
 from scenario_lib.store.dataset import DatasetStore
-from scenario_lib.store.records import parse_record
+from scenario_lib.store.records import read_record
 from scenario_lib.store.layout import (
     FAILURES_PREFIX,
     STAGING_PREFIX,
@@ -531,13 +531,8 @@ def read_run_record(store: DatasetStore, run_id: str) -> RunSummary:
 
 def parse_run_record(store: DatasetStore, key: str) -> RunSummary:
     """The run record at ``key``; `StoreError` naming it when it is not one."""
-    return parse_record(
-        RunSummary,
-        store.read_bytes(key),
-        url=store.url_for(key),
-        what="run record",
-        fix="move it aside: re-running the run id writes it again from the committed seeds",
-    )
+    fix = "move it aside: re-running the run id writes it again from the committed seeds"
+    return read_record(store, key, RunSummary, what="run record", fix=fix)
 
 
 __all__ = [

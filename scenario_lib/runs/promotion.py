@@ -31,11 +31,12 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from scenario_lib.errors import ConfigError, StoreError
+from scenario_lib.errors import ConfigError, StoreError, name_list
 from scenario_lib.runs.duplicates import NearDuplicate, admit_scenarios, describe_folder
 from scenario_lib.store.commit import copy_committed, list_scenarios, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 from scenario_lib.store.layout import (
+    BENCHMARKS_PREFIX,
     RUNS_PREFIX,
     STAGING_PREFIX,
     benchmark_entries_prefix,
@@ -50,7 +51,6 @@ from scenario_lib.store.layout import (
 )
 
 MANIFEST_FORMAT_VERSION = 1
-_MAX_LISTED_NAMES = 20
 
 
 class ManifestEntry(BaseModel):
@@ -181,6 +181,30 @@ def read_manifest(store: DatasetStore, dest: str) -> BenchmarkManifest | None:
     return parse_manifest(data, url=store.url_for(key))
 
 
+def list_benchmarks(store: DatasetStore) -> list[str]:
+    """The destinations of ``store`` that have a benchmark manifest, sorted."""
+    names = []
+    for key in store.list_files(BENCHMARKS_PREFIX):
+        parts = key.split("/")
+        if len(parts) == 3 and key == benchmark_manifest_key(parts[1]):
+            names.append(parts[1])
+    return sorted(names)
+
+
+def require_manifest(store: DatasetStore, dest: str) -> tuple[BenchmarkManifest, bytes]:
+    """The manifest of the existing benchmark ``dest`` and its bytes (what identifies its contents);
+    ConfigError naming the benchmarks there when ``dest`` has none."""
+    key = benchmark_manifest_key(dest)
+    try:
+        data = store.read_bytes(key)
+    except ObjectNotFoundError:
+        raise ConfigError(
+            f"unknown benchmark {dest!r} in {store.describe()}: benchmarks there: {name_list(list_benchmarks(store))} "
+            "(promote scenarios into one with `scenarios promote RUN_ID --dest NAME`)"
+        ) from None
+    return parse_manifest(data, url=store.url_for(key)), data
+
+
 def _entry_id(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".json")
 
@@ -242,10 +266,6 @@ def _read_unlisted_entries(store: DatasetStore, dest: str, manifest: BenchmarkMa
     return entries
 
 
-def _limited(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED_NAMES])
-    more = len(names) - _MAX_LISTED_NAMES
-    return (shown + (f", ... ({more} more)" if more > 0 else "")) or "none"
 
 
 def _known_run_ids(store: DatasetStore, staged: Sequence[str]) -> list[str]:
@@ -271,7 +291,7 @@ def _resolve_ids(
         if not candidates:
             raise ConfigError(
                 f"unknown run id {run_id!r}: it has no staged scenario and none promoted to {dest!r}; "
-                f"runs in the store: {_limited(_known_run_ids(store, sorted(staged)))}"
+                f"runs in the store: {name_list(_known_run_ids(store, sorted(staged)))}"
             )
     else:
         if isinstance(scenario_ids, str):
@@ -284,8 +304,8 @@ def _resolve_ids(
         unknown = [sid for sid in candidates if sid not in staged and sid not in promoted]
         if unknown:
             raise ConfigError(
-                f"unknown scenario id(s) {_limited(unknown)}: not committed under {STAGING_PREFIX}/ nor promoted to "
-                f"{dest!r}; staged scenarios: {_limited(sorted(staged))}"
+                f"unknown scenario id(s) {name_list(unknown)}: not committed under {STAGING_PREFIX}/ nor promoted to "
+                f"{dest!r}; staged scenarios: {name_list(sorted(staged))}"
             )
     to_promote = [sid for sid in candidates if sid not in promoted]
     already = [sid for sid in candidates if sid in promoted]
@@ -373,5 +393,7 @@ __all__ = [
     "parse_manifest",
     "promote",
     "read_manifest",
+    "list_benchmarks",
     "rebuild_manifest",
+    "require_manifest",
 ]

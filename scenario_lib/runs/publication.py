@@ -42,7 +42,7 @@ from scenario_lib.report import SeedReport
 from scenario_lib.runs.benchmark_card import build_documents
 from scenario_lib.runs.benchmark_index import CardSettings, HarnessBuild, Release, ScenarioRecord
 from scenario_lib.runs.croissant import cite_as
-from scenario_lib.runs.promotion import BenchmarkManifest, ManifestEntry, parse_manifest, read_manifest
+from scenario_lib.runs.promotion import BenchmarkManifest, ManifestEntry, read_manifest, require_manifest
 from scenario_lib.runs.withdrawal import read_withdrawals
 from scenario_lib.store.commit import is_committed, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
@@ -248,14 +248,7 @@ def release_benchmark(store: DatasetStore, dest: str, version: str) -> ReleaseRe
             f"version {version} of benchmark {dest!r} is already released at {store.url_for(prefix)} and a release "
             f"never changes; release a new version instead (released: {', '.join(released)})"
         )
-    manifest_key = benchmark_manifest_key(dest)
-    try:
-        manifest_bytes = store.read_bytes(manifest_key)
-    except ObjectNotFoundError:
-        raise ConfigError(
-            f"unknown benchmark {dest!r}: {store.url_for(manifest_key)} does not exist; promote scenarios into it first"
-        ) from None
-    manifest = parse_manifest(manifest_bytes, url=store.url_for(manifest_key))
+    manifest, manifest_bytes = require_manifest(store, dest)
     if not manifest.entries:
         raise ConfigError(f"benchmark {dest!r} lists no scenario: promote some before releasing it")
     cache: dict[str, ScenarioRecord | None] = {}

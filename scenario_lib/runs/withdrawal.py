@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from scenario_lib.errors import ConfigError, StoreError
-from scenario_lib.runs.promotion import ManifestEntry, parse_entry, read_manifest, rebuild_manifest
+from scenario_lib.errors import ConfigError, StoreError, name_list
+from scenario_lib.runs.promotion import ManifestEntry, parse_entry, rebuild_manifest, require_manifest
 from scenario_lib.store.commit import copy_committed, is_committed, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
 from scenario_lib.store.records import parse_record
@@ -47,7 +47,6 @@ from scenario_lib.store.layout import (
 
 WITHDRAWAL_FORMAT_VERSION = 1
 MAX_REASON_CHARS = 2000
-_MAX_LISTED = 20
 
 
 class WithdrawalRecord(BaseModel):
@@ -88,10 +87,6 @@ class WithdrawalResult(BaseModel):
     entry_count: int
 
 
-def _limited(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return (shown + (f", ... ({more} more)" if more > 0 else "")) or "none"
 
 
 def parse_withdrawal(data: bytes, *, url: str) -> WithdrawalRecord:
@@ -146,18 +141,13 @@ def withdraw(store: DatasetStore, scenario_ids: Sequence[str], *, dest: str, rea
     ids = sorted(set(scenario_ids))
     for scenario_id in ids:
         parse_scenario_id(scenario_id)
-    manifest = read_manifest(store, dest)
-    if manifest is None:
-        raise ConfigError(
-            f"unknown benchmark {dest!r}: {store.url_for(benchmark_manifest_key(dest))} does not exist "
-            "(`scenarios list benchmarks` lists the scenarios of each)"
-        )
+    manifest, _ = require_manifest(store, dest)
     listed = {entry.scenario_id: entry for entry in manifest.entries}
     existing = {scenario_id: _read_record(store, dest, scenario_id) for scenario_id in ids}
     unknown = [sid for sid in ids if sid not in listed and existing[sid] is None]
     if unknown:
         raise ConfigError(
-            f"benchmark {dest!r} does not list scenario(s) {_limited(unknown)}; it holds {_limited(manifest.scenario_ids)} "
+            f"benchmark {dest!r} does not list scenario(s) {name_list(unknown)}; it holds {name_list(manifest.scenario_ids)} "
             "(a promotion still running is listed once `scenarios promote` finishes)"
         )
 

@@ -205,8 +205,8 @@ def _quat_of_rotation(x: float, y: float, z: float) -> Quat:
 
 def _quat_error(target: Quat, current: Sequence[float]) -> Vec3:
     """The rotation vector (world frame) that turns ``current`` into ``target``: the rotation of ``target``
-    times the conjugate of ``current``, taken the short way. `_mul_quat` and `_rotation_of_quat` written
-    out in one function (the controller calls it twice per update), with the same operations."""
+    times the conjugate of ``current``, taken the short way (`_mul_quat` written out, with the same operations:
+    the controller calls this twice per update)."""
     t0, t1, t2, t3 = target
     c0, c1, c2, c3 = current
     n1, n2, n3 = -c1, -c2, -c3
@@ -216,15 +216,7 @@ def _quat_error(target: Quat, current: Sequence[float]) -> Vec3:
     z = (t0 * n3 + t1 * n2) + (-t2 * n1 + t3 * c0)
     if w < 0:
         w, x, y, z = -w, -x, -y, -z
-    sin_half = math.sqrt((x * x + y * y) + z * z)
-    angle = math.atan2(sin_half, w)
-    angle = angle + angle
-    if angle > math.pi:
-        angle = angle + -2 * math.pi
-    if sin_half < _MJ_MINVAL:
-        return (angle, 0.0 * angle, 0.0 * angle)
-    scale = 1.0 / sin_half
-    return (x * scale * angle, y * scale * angle, z * scale * angle)
+    return _rotation_of_quat(w, x, y, z)
 
 
 def _clamp_norm(x: float, y: float, z: float, bound: float) -> Vec3:

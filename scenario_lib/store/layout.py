@@ -145,15 +145,20 @@ def run_record_key(run_id: str) -> str:
     return f"{RUNS_PREFIX}/{validate_run_id(run_id)}.json"
 
 
+def benchmark_root(dest: str) -> str:
+    """``benchmarks/{dest}``: the folder of one benchmark."""
+    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}"
+
+
 def benchmark_prefix(dest: str, scenario_id: str) -> str:
     """``benchmarks/{dest}/{scenario_id}``."""
     parse_scenario_id(scenario_id)
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{scenario_id}"
+    return f"{benchmark_root(dest)}/{scenario_id}"
 
 
 def benchmark_entries_prefix(dest: str) -> str:
     """``benchmarks/{dest}/entries``."""
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/entries"
+    return f"{benchmark_root(dest)}/entries"
 
 
 def benchmark_entry_key(dest: str, scenario_id: str) -> str:
@@ -164,17 +169,17 @@ def benchmark_entry_key(dest: str, scenario_id: str) -> str:
 
 def benchmark_manifest_key(dest: str) -> str:
     """``benchmarks/{dest}/manifest.json``."""
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/manifest.json"
+    return f"{benchmark_root(dest)}/manifest.json"
 
 
 def benchmark_descriptors_key(dest: str) -> str:
     """``benchmarks/{dest}/descriptors.json``."""
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/descriptors.json"
+    return f"{benchmark_root(dest)}/descriptors.json"
 
 
 def benchmark_withdrawals_prefix(dest: str) -> str:
     """``benchmarks/{dest}/withdrawn``."""
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{WITHDRAWN_PREFIX}"
+    return f"{benchmark_root(dest)}/{WITHDRAWN_PREFIX}"
 
 
 def benchmark_withdrawal_key(dest: str, scenario_id: str) -> str:
@@ -196,12 +201,12 @@ def benchmark_file_key(dest: str, name: str) -> str:
     first = key.split("/", 1)[0]
     if _SCENARIO_ID_RE.fullmatch(first) or first in ("entries", WITHDRAWN_PREFIX, RELEASES_FOLDER):
         raise ConfigError(f"invalid benchmark file name {name!r}: it names a scenario folder or a folder of the layout")
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{key}"
+    return f"{benchmark_root(dest)}/{key}"
 
 
 def benchmark_releases_prefix(dest: str) -> str:
     """``benchmarks/{dest}/releases``."""
-    return f"{BENCHMARKS_PREFIX}/{validate_dest(dest)}/{RELEASES_FOLDER}"
+    return f"{benchmark_root(dest)}/{RELEASES_FOLDER}"
 
 
 def benchmark_release_prefix(dest: str, version: str) -> str:
@@ -284,6 +289,7 @@ __all__ = [
     "benchmark_manifest_key",
     "benchmark_of_url",
     "benchmark_prefix",
+    "benchmark_root",
     "benchmark_release_prefix",
     "benchmark_releases_prefix",
     "benchmark_withdrawal_key",

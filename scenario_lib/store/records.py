@@ -7,11 +7,14 @@ Whatever reads a record from a store gets a `StoreError` that names the file, sa
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from scenario_lib.errors import StoreError
+
+if TYPE_CHECKING:
+    from scenario_lib.store.dataset import DatasetStore
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
@@ -49,4 +52,19 @@ def parse_record(
         ) from err
 
 
-__all__ = ["parse_record"]
+def read_record(
+    store: DatasetStore,
+    key: str,
+    model: type[RecordT],
+    *,
+    what: str,
+    fix: str,
+    format_version: int | None = None,
+) -> RecordT:
+    """The record at ``key`` of ``store`` (see `parse_record`); `ObjectNotFoundError` when there is none."""
+    return parse_record(
+        model, store.read_bytes(key), url=store.url_for(key), what=what, fix=fix, format_version=format_version
+    )
+
+
+__all__ = ["parse_record", "read_record"]

@@ -21,7 +21,6 @@ it bit for bit. The negative control (the passive rollout must not reach success
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,9 +37,17 @@ from scenario_lib.scene.actuation import (
     JointKind,
     rotation_vector_from_quat,
 )
-from scenario_lib.contract import AllOf, InsideZone, JointInRange, Scenario, ScriptDemonstration, SuccessCondition
+from scenario_lib.contract import (
+    AllOf,
+    InsideZone,
+    JointInRange,
+    Scenario,
+    ScriptDemonstration,
+    SuccessCondition,
+)
 from scenario_lib.report import Metric, Stage, StageResult
 from scenario_lib.scene.demonstration import Demonstration
+from scenario_lib.scene.placement import AXIS_TURNS, clearance_mm, obstacle_top_z, overlap_at, reach_m
 from scenario_lib.scene.task import goal_distance, is_success
 
 GENERIC_ORACLE = "generic_oracle"
@@ -49,7 +56,6 @@ SCRIPT_DEMONSTRATION = "script"
 NEGATIVE_MARGIN = 1.0
 LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
 FIT_PENETRATION_M = 0.0002  # a pose "fits" when the body overlaps nothing by more than this
-CLEARANCE_HORIZON_M = 0.01
 DEEP_ENOUGH_M = 0.001  # a fitting turn that gets within this of the zone's centre height goes deep
 POSITION_TOLERANCE_M = 0.001
 ANGLE_TOLERANCE_RAD = math.radians(2.0)
@@ -138,80 +144,6 @@ class _Run:
         return ", ".join(repr(name) for name in sorted(names))
 
 
-# ---------------------------------------------------------------------------------------------------
-# Geometry the oracle plans with (world frame, metres)
-
-
-def _body_geoms(model: mujoco.MjModel, body_id: int) -> list[int]:
-    return [g for g in range(model.ngeom) if model.geom_bodyid[g] == body_id and _collides(model, g)]
-
-
-def _collides(model: mujoco.MjModel, geom: int) -> bool:
-    return bool(model.geom_contype[geom] or model.geom_conaffinity[geom])
-
-
-def _geom_top_z(model: mujoco.MjModel, data: mujoco.MjData, geom: int) -> float:
-    if model.geom_type[geom] == mujoco.mjtGeom.mjGEOM_PLANE:
-        return float(data.geom_xpos[geom][2])
-    half = model.geom_aabb[geom][3:]
-    rotation = data.geom_xmat[geom].reshape(3, 3)
-    center = data.geom_xpos[geom] + rotation @ model.geom_aabb[geom][:3]
-    return float(center[2] + np.abs(rotation[2]) @ half)
-
-
-def _reach_m(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
-    """The radius around the body origin that holds all of its collision geometry."""
-    reach = 0.0
-    for geom in _body_geoms(model, body_id):
-        reach = max(reach, float(np.linalg.norm(data.geom_xpos[geom] - data.xpos[body_id])) + float(model.geom_rbound[geom]))
-    return reach
-
-
-def _obstacle_top_z(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
-    tops = [
-        _geom_top_z(model, data, g)
-        for g in range(model.ngeom)
-        if model.geom_bodyid[g] != body_id and _collides(model, g)
-    ]
-    return max(tops, default=0.0)
-
-
-def _overlap_at(
-    model: mujoco.MjModel, scratch: mujoco.MjData, free_qpos: int, body_id: int, position: npt.NDArray[np.float64], quat: npt.NDArray[np.float64]
-) -> tuple[float, str]:
-    """The deepest overlap (m) of the body with anything, were it at (position, quat), and with what."""
-    scratch.qpos[free_qpos : free_qpos + 3] = position
-    scratch.qpos[free_qpos + 3 : free_qpos + 7] = quat
-    mujoco.mj_fwdPosition(model, scratch)
-    deepest, other = 0.0, ""
-    for index in range(scratch.ncon):
-        contact = scratch.contact[index]
-        pair = (int(model.geom_bodyid[contact.geom1]), int(model.geom_bodyid[contact.geom2]))
-        if body_id in pair and -contact.dist > deepest:
-            deepest = -float(contact.dist)
-            partner = pair[1] if pair[0] == body_id else pair[0]
-            other = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, partner) or "the world"
-    return deepest, other
-
-
-def _axis_turns() -> list[npt.NDArray[np.float64]]:
-    """The 24 rotations that map the axes onto the axes, as quaternions, smallest angle first."""
-    turns: list[tuple[float, tuple[float, ...], npt.NDArray[np.float64]]] = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            matrix = np.zeros((3, 3))
-            for row, (col, sign) in enumerate(zip(perm, signs)):
-                matrix[row, col] = sign
-            if np.linalg.det(matrix) < 0:
-                continue
-            quat = np.zeros(4)
-            mujoco.mju_mat2Quat(quat, matrix.reshape(-1))
-            angle = 2 * math.acos(min(1.0, abs(float(quat[0]))))
-            turns.append((angle, tuple(np.round(quat, 6)), quat))
-    return [quat for _, _, quat in sorted(turns, key=lambda item: (item[0], item[1]))]
-
-
-_TURNS = _axis_turns()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -242,29 +174,6 @@ def _move_to(run: _Run, index: int, position: npt.NDArray[np.float64], quat: npt
     )
 
 
-def _clearance_mm(model: mujoco.MjModel, data: mujoco.MjData, body_id: int) -> float:
-    """The smallest gap (mm) between the body and the fixed scene beside it, ignoring what it rests on:
-    how tight the fit is where it was placed (e.g. a peg's gap to its bore)."""
-    tightest = math.inf
-    fromto = np.zeros(6)
-    for mine in _body_geoms(model, body_id):
-        for other in range(model.ngeom):
-            if model.body_weldid[model.geom_bodyid[other]] != 0 or not _collides(model, other):
-                continue
-            if model.geom_type[other] == mujoco.mjtGeom.mjGEOM_PLANE:
-                continue
-            distance = mujoco.mj_geomDistance(model, data, mine, other, CLEARANCE_HORIZON_M, fromto)
-            if distance >= CLEARANCE_HORIZON_M:
-                continue
-            # A gap whose direction is mostly vertical is the support under the body, not a side wall.
-            direction = fromto[3:] - fromto[:3]
-            length = float(np.linalg.norm(direction))
-            if length > 1e-9 and abs(direction[2]) / length > 0.7:
-                continue
-            tightest = min(tightest, max(distance, 0.0) * 1000)
-    return tightest
-
-
 def _point_mm(point_m: npt.ArrayLike) -> str:
     x, y, z = (float(v) * 1000 for v in np.asarray(point_m))
     return f"({x:.1f}, {y:.1f}, {z:.1f}) mm"
@@ -292,7 +201,7 @@ def _fitting_orientations(run: _Run, condition: InsideZone, body_id: int, free_q
     top, floor = center[2] + half_z, center[2] - half_z
     candidates: list[tuple[float, int, npt.NDArray[np.float64]]] = []
     best = (math.inf, "", np.zeros(3))
-    for order, turn in enumerate(_TURNS):
+    for order, turn in enumerate(AXIS_TURNS):
         quat = np.zeros(4)
         mujoco.mju_mulQuat(quat, turn, start)
         reach, blocker = _lowest_free_z(model, scratch, free_qpos, body_id, center, quat, lift_z, floor)
@@ -330,7 +239,7 @@ def _lowest_free_z(
     """How low the body gets, lowered from ``high`` towards ``low``, before it overlaps something; and the
     overlap that stopped it (depth, with what, where), sampled every 2 mm and refined to 0.1 mm."""
     def overlap(z: float) -> tuple[float, str]:
-        return _overlap_at(model, scratch, free_qpos, body_id, np.array([center[0], center[1], z]), quat)
+        return overlap_at(model, scratch, free_qpos, body_id, np.array([center[0], center[1], z]), quat)
 
     previous = high
     samples = max(2, math.ceil((high - low) / 0.002) + 1)
@@ -356,8 +265,8 @@ def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int
     body = run.hand.bodies[index]
     if body.kind is not JointKind.FREE:
         raise _Blocked(f"InsideZone names {condition.body!r}, which is on a {body.kind.value} joint; the oracle carries free bodies")
-    reach = _reach_m(model, data, body.body_id)
-    lift_z = max(_obstacle_top_z(model, data, body.body_id) + reach + LIFT_CLEARANCE_M, float(data.xpos[body.body_id][2]) + LIFT_CLEARANCE_M)
+    reach = reach_m(model, data, body.body_id)
+    lift_z = max(obstacle_top_z(model, data, body.body_id) + reach + LIFT_CLEARANCE_M, float(data.xpos[body.body_id][2]) + LIFT_CLEARANCE_M)
     fitting, reason = _fitting_orientations(run, condition, body.body_id, body.qpos, lift_z)
     if not fitting:
         raise _Blocked(reason)
@@ -371,7 +280,7 @@ def _solve_inside_zone(run: _Run, condition: InsideZone, orientation_choice: int
     # bottom, the block below), and is released there rather than dropped.
     floor = np.array([center[0], center[1], center[2] - condition.zone.half_extents_mm[2] / 1000])
     _descend(run, index, condition, floor, quat)
-    run.tightest_clearance_mm = min(run.tightest_clearance_mm, _clearance_mm(model, data, body.body_id))
+    run.tightest_clearance_mm = min(run.tightest_clearance_mm, clearance_mm(model, data, body.body_id))
     release = HandAction(index, False)
     for _ in range(round(SETTLE_S / CONTROL_PERIOD_S)):
         run.act(release)

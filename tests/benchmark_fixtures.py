@@ -7,6 +7,7 @@ per test session (about 10 s) and shared by the modules that import the fixture.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,12 @@ def promoted_benchmark(tmp_path_factory: pytest.TempPathFactory) -> PromotedBenc
                 folders[scenario_id] = folder
     promote(store, sorted(ids.values()), dest=DEST)
     return PromotedBenchmark(store, DEST, ids, folders)
+
+
+@pytest.fixture(name="store")
+def benchmark_store_copy(promoted_benchmark: PromotedBenchmark, tmp_path: Path) -> DatasetStore:
+    """A copy of the promoted benchmark's store, to change (promote into, tamper with, withdraw, release)."""
+    root = promoted_benchmark.store.local_root
+    assert root is not None
+    shutil.copytree(root, tmp_path / "store")
+    return DatasetStore.from_url(f"file://{tmp_path / 'store'}")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
-from scenario_lib.cli import app
 from scenario_lib.errors import ConfigError
 from scenario_lib.coverage import ScenarioFacts, diversity, parameter_coverage
 from scenario_lib.runs.benchmark_index import (
@@ -37,19 +34,13 @@ from scenario_lib.runs.withdrawal import withdraw
 from scenario_lib.store import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER, benchmark_release_prefix
 from scenario_lib.validation.artifacts import read_scenario_manifest
-from tests.benchmark_fixtures import PromotedBenchmark, promoted_benchmark  # noqa: F401
+from tests.benchmark_fixtures import PromotedBenchmark, benchmark_store_copy, promoted_benchmark  # noqa: F401
+from tests.support import invoke_cli
 from tests.test_store import make_scenario_folder
 
 DERIVED = ("index.parquet", "splits/train.parquet", "splits/test.parquet", "README.md", "croissant.json")
 
 
-@pytest.fixture
-def store(promoted_benchmark: PromotedBenchmark, tmp_path: Path) -> DatasetStore:
-    """A copy of the promoted benchmark's store, to promote into, withdraw from and release."""
-    root = promoted_benchmark.store.local_root
-    assert root is not None
-    shutil.copytree(root, tmp_path / "store")
-    return DatasetStore.from_url(f"file://{tmp_path / 'store'}")
 
 
 def folder(store: DatasetStore, *parts: str) -> Path:
@@ -76,9 +67,6 @@ def croissant_records(path: Path) -> list[dict[str, object]]:
     return records
 
 
-def invoke(args: list[str], tmp_path: Path) -> Result:
-    env = {"SCENARIOS_CONFIG": str(tmp_path / "absent.toml"), "SCENARIOS_STORE__URL": None, "COLUMNS": "300"}
-    return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
 
 def test_promotion_writes_an_index_card_and_croissant_that_their_readers_accept(
@@ -234,7 +222,7 @@ def test_a_crashed_release_is_invisible_and_redone(store: DatasetStore) -> None:
 
 def test_card_and_release_commands(store: DatasetStore, tmp_path: Path) -> None:
     url = store.url_for("benchmarks/v1")
-    result = invoke(["card", url, "--license", "CC0-1.0", "--train-fraction", "0.5"], tmp_path)
+    result = invoke_cli(["card", url, "--license", "CC0-1.0", "--train-fraction", "0.5"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "derived files" in result.output and "README.md" in result.output
     assert read_card_settings(store, "v1") == CardSettings(license="CC0-1.0", train_fraction=0.5)
@@ -244,10 +232,10 @@ def test_card_and_release_commands(store: DatasetStore, tmp_path: Path) -> None:
     rebuild_benchmark_files(store, "v1")
     assert card_header(folder(store, "README.md"))["license"] == "cc0-1.0"
 
-    released = invoke(["release", "v1", "--version", "1.2.3", "--store", store.url, "--json"], tmp_path)
+    released = invoke_cli(["release", "v1", "--version", "1.2.3", "--store", store.url, "--json"], tmp_path)
     assert released.exit_code == 0, released.output
     assert json.loads(released.stdout)["version"] == "1.2.3"
-    again = invoke(["release", url, "--version", "1.2.3"], tmp_path)
+    again = invoke_cli(["release", url, "--version", "1.2.3"], tmp_path)
     assert again.exit_code != 0 and "already released" in again.stderr and "Traceback" not in again.output
-    bad = invoke(["card", url, "--license", "two words"], tmp_path)
+    bad = invoke_cli(["card", url, "--license", "two words"], tmp_path)
     assert bad.exit_code != 0 and "SPDX" in bad.stderr

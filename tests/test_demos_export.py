@@ -12,23 +12,19 @@ import minari
 import mujoco
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from scenario_lib.cli import app
 from scenario_lib.envs import ENV_ID, ScenarioEnv
 from scenario_lib.envs.minari_export import dataset_id
 from tests.benchmark_fixtures import PromotedBenchmark, promoted_benchmark  # noqa: F401
+from tests.support import invoke_cli
 
 
-def invoke(args: list[str], tmp_path: Path) -> Any:
-    env = {"SCENARIOS_CONFIG": str(tmp_path / "absent.toml"), "SCENARIOS_STORE__URL": None, "COLUMNS": "300"}
-    return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def exported(promoted_benchmark: PromotedBenchmark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("minari")
-    result = invoke(["demos", "export", "v1", "--out", str(out), "--json", "--store", promoted_benchmark.store_url], out)
+    result = invoke_cli(["demos", "export", "v1", "--out", str(out), "--json", "--store", promoted_benchmark.store_url], out)
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -86,9 +82,9 @@ def test_the_recorded_spec_recovers_the_environment_from_the_store(
 
 def test_exporting_again_needs_overwrite(promoted_benchmark: PromotedBenchmark, exported: tuple[Path, dict[str, Any]]) -> None:
     out, payload = exported
-    again = invoke(["demos", "export", "v1", "--out", str(out), "--store", promoted_benchmark.store_url], out)
+    again = invoke_cli(["demos", "export", "v1", "--out", str(out), "--store", promoted_benchmark.store_url], out)
     assert again.exit_code != 0 and again.stderr.strip().startswith("error:")
     assert "exists already" in again.stderr and "--overwrite" in again.stderr and "Traceback" not in again.output
-    replaced = invoke(["demos", "export", "v1", "--out", str(out), "--overwrite", "--store", promoted_benchmark.store_url], out)
+    replaced = invoke_cli(["demos", "export", "v1", "--out", str(out), "--overwrite", "--store", promoted_benchmark.store_url], out)
     assert replaced.exit_code == 0, replaced.output
     assert "minari.load_dataset" in replaced.stdout and dataset_id("v1", payload["datasets"][0]["scenario_id"]) in replaced.stdout

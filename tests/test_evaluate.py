@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
-from scenario_lib.cli import app
 from scenario_lib.envs.benchmark import open_benchmark
 from scenario_lib.envs.evaluation import EvaluationRecord, evaluate_benchmark, read_evaluation
 from scenario_lib.envs.policies import load_policy
 from scenario_lib.store.layout import benchmark_manifest_key, evaluations_prefix
 from tests.benchmark_fixtures import TIER_FAMILIES, PromotedBenchmark, promoted_benchmark  # noqa: F401
+from tests.support import assert_one_line_error, invoke_cli
 
 USER_POLICIES = '''
 import numpy as np
@@ -55,17 +53,8 @@ not_callable = 42
 '''
 
 
-def invoke(args: list[str], tmp_path: Path) -> Result:
-    env = {"SCENARIOS_CONFIG": str(tmp_path / "absent.toml"), "SCENARIOS_STORE__URL": None, "COLUMNS": "300"}
-    return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
 
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    error = result.stderr.strip()
-    assert error.startswith("error:") and "\n" not in error and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in error, error
 
 
 @pytest.fixture
@@ -85,7 +74,7 @@ def test_a_user_policy_is_evaluated_beside_the_baselines_and_stored(
     promoted_benchmark: PromotedBenchmark, user_policies: str, tmp_path: Path
 ) -> None:
     name = f"{user_policies}:replay_demonstration"
-    result = invoke(["evaluate", "v1", "--policy", name, "--episodes", "2", "--json", "--store", promoted_benchmark.store_url], tmp_path)
+    result = invoke_cli(["evaluate", "v1", "--policy", name, "--episodes", "2", "--json", "--store", promoted_benchmark.store_url], tmp_path)
 
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -109,7 +98,7 @@ def test_the_table_and_csv_show_every_scenario_and_the_overall_figures(
     promoted_benchmark: PromotedBenchmark, tmp_path: Path
 ) -> None:
     store = ["--store", promoted_benchmark.store_url]
-    table = invoke(["evaluate", "v1", "--policy", "demo", "--episodes", "1", "--no-save", *store], tmp_path)
+    table = invoke_cli(["evaluate", "v1", "--policy", "demo", "--episodes", "1", "--no-save", *store], tmp_path)
     assert table.exit_code == 0, table.output
     for scenario_id in [*promoted_benchmark.ids.values(), "overall"]:
         assert scenario_id in table.stdout
@@ -117,7 +106,7 @@ def test_the_table_and_csv_show_every_scenario_and_the_overall_figures(
     assert "stored at" not in table.stdout
 
     folder_url = f"{promoted_benchmark.store_url}/benchmarks/v1"
-    output = invoke(["evaluate", folder_url, "--policy", "zero", "--episodes", "1", "--no-baselines", "--format", "csv"], tmp_path)
+    output = invoke_cli(["evaluate", folder_url, "--policy", "zero", "--episodes", "1", "--no-baselines", "--format", "csv"], tmp_path)
     assert output.exit_code == 0, output.output
     rows = list(csv.DictReader(io.StringIO(output.stdout)))
     assert [row["scenario"] for row in rows] == [*sorted(promoted_benchmark.ids.values()), "overall"]
@@ -161,5 +150,5 @@ def test_bad_input_is_a_one_line_error(
     promoted_benchmark: PromotedBenchmark, user_policies: str, tmp_path: Path, arguments: list[str], needles: tuple[str, ...]
 ) -> None:
     store = [] if "://" in arguments[1 if arguments[0] == "evaluate" else 2] else ["--store", promoted_benchmark.store_url]
-    result = invoke([*arguments, "--no-save", *store] if arguments[0] == "evaluate" else [*arguments, *store], tmp_path)
+    result = invoke_cli([*arguments, "--no-save", *store] if arguments[0] == "evaluate" else [*arguments, *store], tmp_path)
     assert_one_line_error(result, *needles)

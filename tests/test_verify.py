@@ -11,9 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from scenario_lib.cli import app
 from scenario_lib.errors import ConfigError
 from scenario_lib.runs import withdrawal
 from scenario_lib.runs.promotion import promote, read_manifest
@@ -38,18 +36,12 @@ from scenario_lib.validation.verify import (
     VerificationStatus,
     verify_stored_scenario,
 )
-from tests.benchmark_fixtures import PromotedBenchmark, promoted_benchmark  # noqa: F401
+from tests.benchmark_fixtures import PromotedBenchmark, benchmark_store_copy, promoted_benchmark  # noqa: F401
+from tests.support import assert_one_line_error, invoke_cli
 
 FAMILY = "push_box"  # one free box on a floor: the simplest scene to tamper with
 
 
-@pytest.fixture
-def store(promoted_benchmark: PromotedBenchmark, tmp_path: Path) -> DatasetStore:
-    """A copy of the promoted benchmark's store, to tamper with."""
-    root = promoted_benchmark.store.local_root
-    assert root is not None
-    shutil.copytree(root, tmp_path / "store")
-    return DatasetStore.from_url(f"file://{tmp_path / 'store'}")
 
 
 def folder_of(store: DatasetStore, scenario_id: str) -> Path:
@@ -84,24 +76,15 @@ def edit_free_body(folder: Path, *, lift_m: float = 0.0, density_factor: float =
     tree.write(folder / SCENE_FILE, encoding="unicode")
 
 
-def invoke(args: list[str], tmp_path: Path) -> Result:
-    env = {"SCENARIOS_CONFIG": str(tmp_path / "absent.toml"), "SCENARIOS_STORE__URL": None, "COLUMNS": "300"}
-    return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
 
-def assert_one_line_error(result: Result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    error = result.stderr.strip()
-    assert error.startswith("error:") and "\n" not in error and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in error, error
 
 
 # --- verify -------------------------------------------------------------------------------------------
 
 
 def test_an_untouched_benchmark_verifies_and_exits_0(promoted_benchmark: PromotedBenchmark, tmp_path: Path) -> None:
-    result = invoke(["verify", "v1", "--store", promoted_benchmark.store_url, "--json"], tmp_path)
+    result = invoke_cli(["verify", "v1", "--store", promoted_benchmark.store_url, "--json"], tmp_path)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["verified"] is True and payload["flagged"] == [] and payload["uncertified"] == []
@@ -121,14 +104,14 @@ def test_a_flipped_byte_in_an_stl_is_flagged_with_the_file(
     data[len(data) // 2] ^= 0x01
     mesh.write_bytes(bytes(data))
 
-    result = invoke(["verify", "v1", "--store", store.url, "--scenario", scenario_id, "--json"], tmp_path)
+    result = invoke_cli(["verify", "v1", "--store", store.url, "--scenario", scenario_id, "--json"], tmp_path)
     assert result.exit_code == 1, result.output
     (item,) = json.loads(result.stdout)["scenarios"]
     assert item["status"] == "flagged"
     hashes = [finding for finding in item["findings"] if finding["aspect"] == Aspect.FILES.value]
     assert [finding["check"] for finding in hashes] == [mesh.relative_to(folder).as_posix()]
     assert "differs from the hash in its manifest" in hashes[0]["message"]
-    table = invoke(["verify", "v1", "--store", store.url, "--scenario", scenario_id], tmp_path)
+    table = invoke_cli(["verify", "v1", "--store", store.url, "--scenario", scenario_id], tmp_path)
     assert table.exit_code == 1 and "FLAGGED" in table.stdout, table.output
     assert f"scenarios withdraw v1 {scenario_id}" in table.stdout
 
@@ -230,7 +213,7 @@ def test_a_benchmark_promoted_before_certificates_is_reported_uncertified_with_t
     commit_scenario(store, old, staging_prefix(scenario_id))
     promote(store, [scenario_id], dest="old")
 
-    result = invoke(["verify", "old", "--store", store.url], tmp_path)
+    result = invoke_cli(["verify", "old", "--store", store.url], tmp_path)
     assert result.exit_code == 1, result.output
     assert "uncertified" in result.stdout and "scenarios revalidate" in result.stdout, result.stdout
     verification = verify_stored_scenario(store, benchmark_prefix("old", scenario_id), scenario_id=scenario_id)
@@ -245,7 +228,7 @@ def test_a_certificate_deleted_after_promotion_is_flagged_not_passed_off_as_unce
     scenario_id = promoted_benchmark.ids[FAMILY]
     drop_certificate(folder_of(store, scenario_id))
 
-    result = invoke(["verify", "v1", "--store", store.url, "--scenario", scenario_id, "--json"], tmp_path)
+    result = invoke_cli(["verify", "v1", "--store", store.url, "--scenario", scenario_id, "--json"], tmp_path)
     assert result.exit_code == 1, result.output
     (item,) = json.loads(result.stdout)["scenarios"]
     assert item["status"] == "flagged"
@@ -256,7 +239,7 @@ def test_a_certificate_deleted_after_promotion_is_flagged_not_passed_off_as_unce
 def test_verify_takes_the_url_of_the_benchmark_folder(promoted_benchmark: PromotedBenchmark, tmp_path: Path) -> None:
     scenario_id = promoted_benchmark.ids[FAMILY]
     url = f"{promoted_benchmark.store_url}/benchmarks/v1"
-    result = invoke(["verify", url, "--scenario", scenario_id], tmp_path)
+    result = invoke_cli(["verify", url, "--scenario", scenario_id], tmp_path)
     assert result.exit_code == 0, result.output
     assert scenario_id in result.stdout and "verified" in result.stdout
 
@@ -277,7 +260,7 @@ def test_bad_input_is_a_one_line_error(
     store: DatasetStore, tmp_path: Path, args: list[str], needles: list[str]
 ) -> None:
     extra = [] if "/" in args[1] else ["--store", store.url]
-    assert_one_line_error(invoke([*args, *extra], tmp_path), *needles)
+    assert_one_line_error(invoke_cli([*args, *extra], tmp_path), *needles)
 
 
 # --- withdraw -----------------------------------------------------------------------------------------
@@ -291,7 +274,7 @@ def test_withdraw_removes_the_scenario_and_records_why(
     assert before is not None
     entry = next(item for item in before.entries if item.scenario_id == scenario_id)
 
-    result = invoke(["withdraw", "v1", scenario_id, "--reason", "tampered STL", "--store", store.url, "--json"], tmp_path)
+    result = invoke_cli(["withdraw", "v1", scenario_id, "--reason", "tampered STL", "--store", store.url, "--json"], tmp_path)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["withdrawn"] == [scenario_id] and payload["entry_count"] == len(before.entries) - 1
@@ -310,7 +293,7 @@ def test_withdraw_removes_the_scenario_and_records_why(
     assert again.withdrawn == [] and again.already_withdrawn == [scenario_id]
     assert read_withdrawals(store, "v1")[0].reason == "tampered STL"  # the first reason stands
     other = sorted(set(promoted_benchmark.ids.values()) - {scenario_id})[0]
-    listed = invoke(["verify", "v1", "--store", store.url, "--scenario", other], tmp_path)
+    listed = invoke_cli(["verify", "v1", "--store", store.url, "--scenario", other], tmp_path)
     assert listed.exit_code == 0 and f"withdrawn earlier: {scenario_id}" in listed.stdout, listed.output
 
 

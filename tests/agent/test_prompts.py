@@ -26,7 +26,6 @@ from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
 from tests.support import SCRIPTS
 
 GOOD = (SCRIPTS / "dummy_box.py").read_text()
-REPO = Path(__file__).resolve().parent.parent
 PLAN = ScenarioPlan(family="push_box", summary="push a cube into a goal zone")
 CONTRACT_MODELS = [
     contract.Pose, contract.Body, contract.Hinge, contract.Slide, contract.Box, contract.Cylinder, contract.Sphere,

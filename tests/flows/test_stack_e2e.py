@@ -21,6 +21,7 @@ from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.layout import COMMIT_MARKER, join_key, staging_prefix
 from scenario_lib.tracing import read_spans
 from tests.prefect_stack import LocalStack, max_overlap, prefect_stack  # noqa: F401
+from tests.support import REPO
 
 
 def _flow_run(stack: LocalStack, flow_run_id: Any) -> Any:
@@ -95,7 +96,7 @@ def test_two_deployment_runs_share_the_four_generation_slots(prefect_stack: Loca
 
     stack = prefect_stack
     command = [str(Path(".venv/bin/prefect")), "deployment", "run", "generate/test_dummy", "-p", "count=4", "--watch", "--watch-interval", "1"]
-    runs = [subprocess.Popen(command, cwd=Path(__file__).parents[1], env=stack.env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [subprocess.Popen(command, cwd=REPO, env=stack.env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     slots: list[tuple[datetime, datetime]] = []

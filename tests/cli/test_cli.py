@@ -23,8 +23,8 @@ from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoS3Server
+from tests.support import REPO
 
-ROOT = Path(__file__).parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Keys a developer may have exported must not leak into the tests' choice of providers.
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "SCENARIOS_LLM__API_KEY")
@@ -79,7 +79,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_help_runs_as_a_module_without_loading_heavy_libraries() -> None:
-    result = subprocess.run([sys.executable, "-m", "scenario_lib", "--help"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "scenario_lib", "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0
     for command in (
         "generate",
@@ -104,7 +104,7 @@ def test_help_runs_as_a_module_without_loading_heavy_libraries() -> None:
 
 
 def test_the_console_script_points_at_the_app() -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["scenarios"].partition(":")
     assert getattr(__import__(module, fromlist=[name]), name) is app
 

@@ -23,9 +23,8 @@ from scenario_lib.validation.pipeline import (
     plan_harness,
     script_sha256,
 )
+from tests.support import REPO, SCRIPTS
 
-REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).parent / "scripts"
 PEG_IN_HOLE = (REPO / "examples" / "tier1_peg_in_hole.py").read_text(encoding="utf-8")
 # The production sandbox when bubblewrap works here; the scripts are the repository's own, so the
 # weaker RLIMITS mode is acceptable where it does not.

@@ -15,6 +15,7 @@ from scenario_lib.contract import FREE, Body, Box, Collision, InsideZone, Pose, 
 from scenario_lib.scene.mjcf import compile_mjcf
 from scenario_lib.report import Stage, Verdict
 from scenario_lib.scene.simulation import StabilityThresholds, check_stability
+from tests.support import DATA
 
 BuildScene = Callable[..., BuiltScene]
 
@@ -157,7 +158,7 @@ def test_peg_rests_on_single_hull(build_scene: BuildScene) -> None:
     assert peg_bottom_mm == pytest.approx(script["BLOCK_MM"][2], abs=0.5)
 
 
-CALIBRATION = Path(__file__).parent / "data" / "mjcf_calibration"
+CALIBRATION = DATA / "mjcf_calibration"
 
 
 @pytest.mark.parametrize(

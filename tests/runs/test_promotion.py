@@ -21,7 +21,7 @@ from scenario_lib.store.layout import (
     benchmark_manifest_key,
     make_scenario_id,
 )
-from tests.test_store import InjectedCrash, crash_before_call, make_scenario_folder
+from tests.store.test_store import InjectedCrash, crash_before_call, make_scenario_folder
 
 
 

@@ -30,8 +30,9 @@ from scenario_lib.sandbox.outcome import BuildOutcome
 from scenario_lib.scene.task import is_success
 from scenario_lib.tiers import TIER_PRESETS, Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator
+from tests.support import REPO
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = REPO / "examples"
 ALL_FAMILIES = [family for preset in TIER_PRESETS.values() for family in preset.families]
 ALLOWED_IMPORTS = {"random", "math", "build123d", "scenario_lib.contract"}
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from scenario_lib.sandbox.runner import mount_points_under, remove_job_files
-from tests.test_sandbox import needs_bwrap
+from tests.sandbox.test_sandbox import needs_bwrap
+from tests.support import REPO, SCRIPTS
 
-REPO = Path(__file__).resolve().parent.parent
-DUMMY_BOX = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
+DUMMY_BOX = (SCRIPTS / "dummy_box.py").read_text()
 
 # Run in a fresh interpreter whose scenario_lib is the copy under test (cwd first on sys.path).
 BUILD_IN_COPY = """

@@ -26,9 +26,8 @@ from scenario_lib.sandbox.limits import SandboxLimits
 from scenario_lib.sandbox.outcome import BuildOutcome, outcome_from_worker
 from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
 from scenario_lib.sandbox.protocol import BuildFailure, encode_frame
+from tests.support import REPO, SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REPO = Path(__file__).resolve().parent.parent
 DUMMY_BOX = (SCRIPTS / "dummy_box.py").read_text()
 FAKE_SECRET = "FAKE-aws-secret-do-not-leak-7f3c9a"
 FAKE_CREDENTIAL = "FAKE-credential-file-contents-1b2d"

@@ -23,6 +23,7 @@ from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import STAGING_PREFIX, parse_scenario_id
 from tests.prefect_stack import REPO, LocalStack, max_overlap, prefect_stack  # noqa: F401
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -195,7 +195,7 @@ def test_a_store_outage_mid_run_fails_clearly_and_a_rerun_completes(seaweed: Sea
 def test_an_outage_mid_promotion_loses_no_entry(
     seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_promotion import assert_promoted, stage_run
+    from tests.runs.test_promotion import assert_promoted, stage_run
 
     store = seaweed.open_store("promote")
     staged = stage_run(store, tmp_path, "run", range(4), fast=True)

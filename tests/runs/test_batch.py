@@ -21,10 +21,10 @@ from scenario_lib.store.commit import list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
-from tests.test_cli import assert_one_paragraph_error, cli_env, invoke
+from tests.cli.test_cli import assert_one_paragraph_error, cli_env, invoke
+from tests.support import REPO
 
-ROOT = Path(__file__).parents[1]
-EXAMPLE = ROOT / "configs" / "example_batch.yaml"
+EXAMPLE = REPO / "configs" / "example_batch.yaml"
 SMALL_BATCH = """\
 name: resumable
 description: two runs of two scenarios, one seed at a time
@@ -228,7 +228,7 @@ def _stop_after_a_commit(
     """Run the CLI in a child process and send it ``stop`` as soon as it commits a new scenario."""
     process = subprocess.Popen(
         [sys.executable, "-m", "scenario_lib", *command],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -41,10 +41,10 @@ from scenario_lib.store.layout import benchmark_descriptors_key, staging_prefix
 from scenario_lib.tiers import TIER_PRESETS, Tier
 from scenario_lib.validation.artifacts import MANIFEST_FILE, parse_scenario_manifest, write_scenario_folder
 from scenario_lib.validation.pipeline import HarnessConfig, SeedValidation, Validator
-from tests.test_flows import prefect_api  # noqa: F401  (the Prefect server fixture)
-from tests.test_store import InjectedCrash, crash_before_call
+from tests.flows.test_flows import prefect_api  # noqa: F401  (the Prefect server fixture)
+from tests.store.test_store import InjectedCrash, crash_before_call
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def load_bench() -> ModuleType:
@@ -409,7 +409,7 @@ def test_admission_alone_lets_exactly_one_of_eight_identical_candidates_in(
 def test_the_promote_command_exits_1_naming_both_ids_unless_allowed(
     validated: dict[str, Validated], tmp_path: Path
 ) -> None:
-    from tests.test_cli import cli_env, invoke
+    from tests.cli.test_cli import cli_env, invoke
 
     env = cli_env(tmp_path)
     store = DatasetStore.from_url(f"file://{tmp_path / 'store'}")

@@ -36,7 +36,7 @@ from scenario_lib.store.layout import COMMIT_MARKER, benchmark_release_prefix
 from scenario_lib.validation.artifacts import read_scenario_manifest
 from tests.benchmark_fixtures import PromotedBenchmark, benchmark_store_copy, promoted_benchmark  # noqa: F401
 from tests.support import invoke_cli
-from tests.test_store import make_scenario_folder
+from tests.store.test_store import make_scenario_folder
 
 DERIVED = ("index.parquet", "splits/train.parquet", "splits/test.parquet", "README.md", "croissant.json")
 

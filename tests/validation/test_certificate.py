@@ -32,8 +32,8 @@ from scenario_lib.validation.pipeline import HarnessConfig, SeedValidation, Vali
 from scenario_lib.validation.solvability import NEGATIVE_MARGIN
 from scenario_lib.validation.verify import VerificationStatus, verify_stored_scenario
 from scenario_lib.report import ValidationReport
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PEG_IN_HOLE = (REPO / "examples" / "tier1_peg_in_hole.py").read_text(encoding="utf-8")
 MODE = SandboxMode.BWRAP if shutil.which("bwrap") and shutil.which("setpriv") else SandboxMode.RLIMITS
 SCENARIO_ID = "cert-run_3"

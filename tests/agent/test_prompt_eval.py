@@ -11,11 +11,11 @@ from typing import Any
 
 from scenario_lib.agent import ScenarioPlan
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
+from tests.support import REPO, SCRIPTS
 
-REPO = Path(__file__).resolve().parent.parent
-GOOD = (Path(__file__).parent / "scripts" / "dummy_box.py").read_text()
+GOOD = (SCRIPTS / "dummy_box.py").read_text()
 WRONG_FIELD = GOOD.replace("pose=Pose(position_mm=(0, 0, -5))", "pose=Pose(position=(0, 0, -5))")
-INTERPENETRATING = (Path(__file__).parent / "scripts" / "broken_interpenetrating.py").read_text()
+INTERPENETRATING = (SCRIPTS / "broken_interpenetrating.py").read_text()
 
 
 def load_harness() -> ModuleType:

@@ -26,9 +26,8 @@ from scenario_lib.report import ValidationReport
 from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.validation.certificate import CERTIFICATE_FILE
 from scenario_lib.validation.pipeline import SCENE_FILE, HarnessConfig, SeedValidation, Validator, script_sha256
-from tests.support import SCRIPTS
+from tests.support import REPO, SCRIPTS
 
-REPO = Path(__file__).resolve().parent.parent
 PEG_IN_HOLE = (REPO / "examples" / "tier1_peg_in_hole.py").read_text(encoding="utf-8")
 
 Validated = tuple[str, ValidationReport, SeedValidation]

@@ -43,10 +43,9 @@ from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator
 from tests.s3_server import MotoS3Server
 from tests.scripted_model import APPROVE, ScriptedChatModel, fenced
-from tests.test_store import make_scenario_folder
+from tests.store.test_store import make_scenario_folder
+from tests.support import REPO, SCRIPTS
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REPO = Path(__file__).resolve().parent.parent
 DUMMY_BOX = (SCRIPTS / "dummy_box.py").read_text()
 PLAN = '{"family": "push_box", "summary": "push a cube", "verification_strategy": "goal away from the start"}'
 BWRAP_WORKS = shutil.which("bwrap") is not None and shutil.which("setpriv") is not None

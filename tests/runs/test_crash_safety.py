@@ -39,10 +39,10 @@ from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.layout import COMMIT_MARKER
 from scenario_lib.tiers import Tier
 from scenario_lib.validation.pipeline import HarnessConfig, Validator
-from tests.test_outage import WEED, WEED_ACCESS_KEY, WEED_SECRET_KEY, SeaweedS3
-from tests.test_promotion import assert_promoted, stage_run
+from tests.store.test_outage import WEED, WEED_ACCESS_KEY, WEED_SECRET_KEY, SeaweedS3
+from tests.runs.test_promotion import assert_promoted, stage_run
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 MODE = SandboxMode.BWRAP if shutil.which("bwrap") and shutil.which("setpriv") else SandboxMode.RLIMITS
 MUTATING = ("write_bytes", "create_bytes", "replace_if_match", "delete", "delete_prefix", "copy_files", "put_dir")
 CRASHES: list[str] = []  # every SIGKILL injected in this module, for the summary line
@@ -332,7 +332,7 @@ def test_sigkill_at_every_promotion_step_then_rerun(spec: StoreSpec, tmp_path: P
 def near_duplicate_scripts(validator: Validator) -> dict[str, object]:
     """A real push_box scenario, its near copy (`near_copy_source`) and a distinct seed, validated once."""
     from scenario_lib.authoring.offline import author_script
-    from tests.test_near_duplicates import BENCH, Validated
+    from tests.runs.test_near_duplicates import BENCH, Validated
 
     source = author_script(Tier.TEST_DUMMY, "push", 3).source
     plan = {"original": (source, 3), "copy": (BENCH.near_copy_source(source), 3)}
@@ -351,7 +351,7 @@ def near_duplicate_scripts(validator: Validator) -> dict[str, object]:
 def test_sigkill_around_the_near_duplicate_index_write_then_rerun(
     tmp_path: Path, near_duplicate_scripts: dict[str, object], kill_before: int
 ) -> None:
-    from tests.test_near_duplicates import stage
+    from tests.runs.test_near_duplicates import stage
 
     spec = StoreSpec(f"file://{tmp_path / 'store'}")
     store = spec.open()

@@ -23,8 +23,8 @@ from scenario_lib.scene.geometry import (
     stl_triangle_count,
 )
 from scenario_lib.report import Stage, Verdict
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def self_intersecting_sweep() -> Solid:

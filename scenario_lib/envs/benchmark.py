@@ -46,14 +46,13 @@ def open_store(url: str | None = None) -> DatasetStore:
         return DatasetStore.from_url(url)
     from pydantic import ValidationError
 
-    from scenario_lib.config import load_settings
+    from scenario_lib.config import load_settings, summarize_validation_error
 
     try:
         settings = load_settings().store
     except ValidationError as err:
-        first = err.errors()[0]
         raise ConfigError(
-            f"invalid settings ({'.'.join(str(part) for part in first['loc'])}: {first['msg']}); fix the "
+            f"invalid settings ({summarize_validation_error(err)}); fix the "
             "SCENARIOS_* environment variables or scenarios.toml (`scenarios config show` lists them)"
         ) from None
     return DatasetStore.from_settings(settings, url=url, create_bucket=False)

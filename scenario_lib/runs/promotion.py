@@ -35,6 +35,7 @@ from scenario_lib.errors import ConfigError, StoreError, name_list
 from scenario_lib.runs.duplicates import NearDuplicate, admit_scenarios, describe_folder
 from scenario_lib.store.commit import copy_committed, list_scenarios, uncommit
 from scenario_lib.store.dataset import DatasetStore, ObjectNotFoundError
+from scenario_lib.store.records import parse_record
 from scenario_lib.store.layout import (
     BENCHMARKS_PREFIX,
     RUNS_PREFIX,
@@ -141,21 +142,16 @@ def _check_format_version(raw: object, what: str, url: str) -> None:
 
 def parse_manifest(data: bytes, *, url: str) -> BenchmarkManifest:
     """Parse manifest bytes read from `url`; StoreError if corrupt or from a newer format version."""
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise StoreError(
-            f"benchmark manifest {url} is not valid JSON ({str(err)[:200]}); it is rebuilt from the entries/ folder "
-            "next to it: move the broken file aside (do not edit entries/) and re-run promote"
-        ) from err
-    _check_format_version(raw, "benchmark manifest", url)
-    try:
-        return BenchmarkManifest.model_validate(raw)
-    except ValidationError as err:
-        raise StoreError(
-            f"benchmark manifest {url} does not match the manifest format: {err.errors()[0]['msg']} at "
-            f"{err.errors()[0]['loc']}; move the broken file aside and re-run promote to rebuild it from entries/"
-        ) from err
+    return parse_record(
+        BenchmarkManifest,
+        data,
+        url=url,
+        what="benchmark manifest",
+        format_name="manifest",
+        fix="it is rebuilt from the entries/ folder next to it: move the broken file aside (do not edit entries/) "
+        "and re-run promote",
+        format_version=MANIFEST_FORMAT_VERSION,
+    )
 
 
 def parse_entry(data: bytes, *, url: str) -> ManifestEntry:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os as _os
 
-from scenario_lib.exports import LazyExports
+from scenario_lib.exports import lazy_exports
 
 # MuJoCo binds its OpenGL backend at its first import and cannot switch later; previews are rendered
 # headless. setdefault keeps the caller's choice (e.g. MUJOCO_GL=osmesa). See scenario_lib.scene.render.
@@ -74,7 +74,4 @@ _EXPORTS: dict[str, str] = {
     "export_traces": "insight.trace_export",
 }
 
-_LAZY = LazyExports(__name__, _EXPORTS, globals())
-__all__ = _LAZY.all
-__getattr__ = _LAZY.load
-__dir__ = _LAZY.names
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -1,13 +1,13 @@
 """Public names that load on first use (PEP 562), so importing a package stays light.
 
-A package's ``__init__`` maps each public name to the submodule that defines it and hands the mapping
-to `LazyExports`; its ``__getattr__`` and ``__dir__`` are the instance's `load` and `names`.
+A package's ``__init__`` maps each public name to the submodule that defines it and calls
+``__all__, __getattr__, __dir__ = lazy_exports(globals(), mapping)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -33,4 +33,15 @@ class LazyExports:
         return sorted(set(self._namespace) | set(self.all))
 
 
-__all__ = ["LazyExports"]
+def lazy_exports(
+    namespace: dict[str, Any], exports: Mapping[str, str], *, eager: tuple[str, ...] = ()
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__all__, __getattr__, __dir__)`` for the package whose globals are ``namespace``.
+
+    ``eager`` names are defined in the ``__init__`` itself and listed in ``__all__`` beside the lazy ones.
+    """
+    lazy = LazyExports(namespace["__name__"], exports, namespace)
+    return sorted([*eager, *lazy.all]), lazy.load, lazy.names
+
+
+__all__ = ["LazyExports", "lazy_exports"]

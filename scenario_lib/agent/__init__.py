@@ -6,7 +6,7 @@ records do, does not pull in LangGraph.
 
 from __future__ import annotations
 
-from scenario_lib.exports import LazyExports
+from scenario_lib.exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "AWAIT_PLAN_EDIT": "nodes",
@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     "REVIEWER": "nodes",
     "VERIFIER": "nodes",
     "AgentContext": "state",
+    "AgentOptions": "graph",
     "AgentOutcome": "graph",
     "AgentRole": "state",
     "AgentSession": "graph",
@@ -38,7 +39,4 @@ _EXPORTS: dict[str, str] = {
     "run_agent": "graph",
 }
 
-_LAZY = LazyExports(__name__, _EXPORTS, globals())
-__all__ = _LAZY.all
-__getattr__ = _LAZY.load
-__dir__ = _LAZY.names
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
@@ -327,36 +327,28 @@ class AgentSession:
         )
 
 
-def run_agent(
-    request: GenerationRequest,
-    *,
-    validator: ScriptValidator,
-    chat_model: BaseChatModel,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    tracer_provider: TracerProvider | None = None,
-    capture_content: bool = True,
-    render_preview: bool = False,
-    secrets: Sequence[str] = (),
-    examples: Sequence[ExampleScript] | None = None,
-    prompts: PromptSet | None = None,
-) -> AgentOutcome:
+class AgentOptions(TypedDict, total=False):
+    """What `run_agent` passes on to `AgentSession`; the validator and the chat model are required."""
+
+    validator: Required[ScriptValidator]
+    chat_model: Required[BaseChatModel]
+    max_attempts: int
+    tracer_provider: TracerProvider | None
+    capture_content: bool
+    render_preview: bool
+    secrets: Sequence[str]
+    examples: Sequence[ExampleScript] | None
+    prompts: PromptSet | None
+
+
+def run_agent(request: GenerationRequest, **options: Unpack[AgentOptions]) -> AgentOutcome:
     """Generate one scenario script: plan, then code/review/verify until accepted or ``max_attempts`` are spent.
 
-    ``secrets`` (e.g. the API key) are scrubbed from captured prompts and completions; exceptions from
-    the validator or the model (sandbox down, network lost) propagate, they are not failed attempts.
+    ``options`` are `AgentSession`'s, without pauses. ``secrets`` (e.g. the API key) are scrubbed from
+    captured prompts and completions; exceptions from the validator or the model (sandbox down, network
+    lost) propagate, they are not failed attempts.
     """
-    session = AgentSession(
-        request,
-        validator=validator,
-        chat_model=chat_model,
-        max_attempts=max_attempts,
-        tracer_provider=tracer_provider,
-        capture_content=capture_content,
-        render_preview=render_preview,
-        secrets=secrets,
-        examples=examples,
-        prompts=prompts,
-    )
+    session = AgentSession(request, **options)
     outcome = session.start()
     assert isinstance(outcome, AgentOutcome)  # no pauses were asked for
     return outcome

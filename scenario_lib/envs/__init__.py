@@ -8,7 +8,7 @@ only when one is made. One environment per scenario of a benchmark comes from
 
 from __future__ import annotations
 
-from scenario_lib.exports import LazyExports
+from scenario_lib.exports import lazy_exports
 
 from gymnasium.envs.registration import register, registry
 
@@ -28,7 +28,4 @@ _EXPORTS: dict[str, str] = {
     "open_benchmark": "benchmark",
 }
 
-_LAZY = LazyExports(__name__, _EXPORTS, globals())
-__all__ = sorted(["ENV_ID", *_LAZY.all])
-__getattr__ = _LAZY.load
-__dir__ = _LAZY.names
+__all__, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, eager=("ENV_ID",))

@@ -99,9 +99,8 @@ class BatchCheckpoint(BaseModel):
 def read_checkpoint(store: DatasetStore, name: str) -> BatchCheckpoint | None:
     """The stored checkpoint of batch ``name``, or None when it never ran."""
     key = batch_checkpoint_key(name)
-    try:
-        data = store.read_bytes(key)
-    except ObjectNotFoundError:
+    data = store.read_bytes_if_exists(key)
+    if data is None:
         return None
     try:
         return BatchCheckpoint.model_validate_json(data)

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from scenario_lib.config import LlmProvider
 from scenario_lib.errors import ConfigError
@@ -80,6 +80,13 @@ def _as_list(value: Any) -> Any:
     return value if value is None or isinstance(value, list | dict) or value == "all" else [value]
 
 
+# Bounds of each item of the list fields checked by `ExperimentFields._check_ranges`, and what an item is.
+_LIST_RANGES: dict[str | None, tuple[str, int, int, str]] = {
+    "temperatures": ("temperature", 0, 2, ""),
+    "counts": ("count", 1, 10_000, " (scenarios per run)"),
+}
+
+
 class ExperimentFields(BaseModel):
     """What an experiment (or the file's ``defaults``) sets; unset fields fall back to ``defaults``."""
 
@@ -112,20 +119,13 @@ class ExperimentFields(BaseModel):
             return [resolve_tier(str(item)) if not isinstance(item, Tier) else item for item in value]
         return value
 
-    @field_validator("temperatures")
+    @field_validator("temperatures", "counts")
     @classmethod
-    def _check_temperatures(cls, value: list[float] | None) -> list[float] | None:
-        for temperature in value or ():
-            if not 0 <= temperature <= 2:
-                raise ValueError(f"temperature {temperature} is outside 0..2")
-        return value
-
-    @field_validator("counts")
-    @classmethod
-    def _check_counts(cls, value: list[int] | None) -> list[int] | None:
-        for count in value or ():
-            if not 1 <= count <= 10_000:
-                raise ValueError(f"count {count} is outside 1..10000 (scenarios per run)")
+    def _check_ranges(cls, value: list[float] | list[int] | None, info: ValidationInfo) -> Any:
+        what, low, high, unit = _LIST_RANGES[info.field_name]
+        for item in value or ():
+            if not low <= item <= high:
+                raise ValueError(f"{what} {item} is outside {low}..{high}{unit}")
         return value
 
     @field_validator("providers", "temperatures", "counts")

@@ -423,24 +423,17 @@ def generate_seed(context: GenerationContext, job: GenerationJob, seed: int) -> 
     Exceptions that are not a verdict (store unreachable, sandbox broken, provider down) propagate, so
     the orchestrator can retry the seed; nothing half-written is visible.
     """
-    from scenario_lib.agent import GenerationRequest, run_agent
+    from scenario_lib.agent import AgentOptions, GenerationRequest, run_agent
 
     started = time.perf_counter()
     scenario_id = make_scenario_id(job.run_id, seed)
-    outcome = run_agent(
-        GenerationRequest(
-            tier=job.tier, prompt=job.prompt, seed=seed, provider=context.provider, model=context.model
-        ),
-        validator=context.validator,
-        chat_model=context.chat_model,
-        max_attempts=context.max_attempts,
-        tracer_provider=context.tracer_provider,
-        capture_content=context.capture_content,
-        render_preview=context.render_preview,
-        secrets=context.secrets,
-        examples=context.examples,
-        prompts=context.prompts,
+    request = GenerationRequest(
+        tier=job.tier, prompt=job.prompt, seed=seed, provider=context.provider, model=context.model
     )
+    # The context's fields are named as the agent's options (tests/runs/test_generation.py checks they all are).
+    option_names = AgentOptions.__required_keys__ | AgentOptions.__optional_keys__
+    options = {name: getattr(context, name) for name in option_names}
+    outcome = run_agent(request, **options)
     attempts = len(outcome.attempts)
     if outcome.report is None or outcome.seed_validation is None:
         # The reviewer rejected every attempt: nothing was validated, so there is nothing to store.

@@ -170,11 +170,8 @@ def parse_entry(data: bytes, *, url: str) -> ManifestEntry:
 def read_manifest(store: DatasetStore, dest: str) -> BenchmarkManifest | None:
     """The manifest of `dest`, or None if the benchmark has none yet."""
     key = benchmark_manifest_key(dest)
-    try:
-        data = store.read_bytes(key)
-    except ObjectNotFoundError:
-        return None
-    return parse_manifest(data, url=store.url_for(key))
+    data = store.read_bytes_if_exists(key)
+    return None if data is None else parse_manifest(data, url=store.url_for(key))
 
 
 def list_benchmarks(store: DatasetStore) -> list[str]:

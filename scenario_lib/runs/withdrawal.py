@@ -112,11 +112,8 @@ def read_withdrawals(store: DatasetStore, dest: str) -> list[WithdrawalRecord]:
 
 def _read_record(store: DatasetStore, dest: str, scenario_id: str) -> WithdrawalRecord | None:
     key = benchmark_withdrawal_key(dest, scenario_id)
-    try:
-        data = store.read_bytes(key)
-    except ObjectNotFoundError:
-        return None
-    return parse_withdrawal(data, url=store.url_for(key))
+    data = store.read_bytes_if_exists(key)
+    return None if data is None else parse_withdrawal(data, url=store.url_for(key))
 
 
 def withdraw(store: DatasetStore, scenario_ids: Sequence[str], *, dest: str, reason: str) -> WithdrawalResult:

@@ -24,15 +24,18 @@ from scenario_lib.scene.geometry import PartCheck
 class BuildOutcome:
     """What one sandboxed build produced: a scenario with meshes and part checks, or a failure."""
 
-    ok: bool
-    failure: BuildFailure | None
-    message: str
-    scenario_json: str | None
+    failure: BuildFailure | None = None  # None: the build succeeded and `scenario_json` holds its Scenario
+    message: str = ""
+    scenario_json: str | None = None
     meshes: dict[str, bytes] = field(default_factory=dict)
     part_checks: dict[str, PartCheck] = field(default_factory=dict)
     output_tail: str = ""
     duration_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
 
     def code_stage(self) -> StageResult:
         """The CODE stage: the script imported, honoured the contract and returned a Scenario."""
@@ -51,16 +54,15 @@ class BuildOutcome:
 
     @classmethod
     def failed(
-        cls, failure: BuildFailure, message: str, *, output_tail: str = "", duration_s: float = 0.0
+        cls,
+        failure: BuildFailure,
+        message: str,
+        *,
+        output_tail: str = "",
+        duration_s: float = 0.0,
+        timings_s: Mapping[str, float] | None = None,
     ) -> BuildOutcome:
-        return cls(
-            ok=False,
-            failure=failure,
-            message=message,
-            scenario_json=None,
-            output_tail=output_tail,
-            duration_s=duration_s,
-        )
+        return cls(failure, message, output_tail=output_tail, duration_s=duration_s, timings_s=dict(timings_s or {}))
 
 
 def _signal_name(number: int) -> str:
@@ -129,11 +131,9 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
             raise ValueError("message or timings_s has the wrong type")
         timings_s = {str(k): float(v) for k, v in timings.items() if type(v) in (int, float) and math.isfinite(v)}
         if failure_value is not None:
-            return BuildOutcome(
-                ok=False,
-                failure=BuildFailure(failure_value),
-                message=message[:20_000],
-                scenario_json=None,
+            return BuildOutcome.failed(
+                BuildFailure(failure_value),
+                message[:20_000],
                 output_tail=tail,
                 duration_s=duration_s,
                 timings_s=timings_s,
@@ -171,9 +171,6 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
             duration_s=duration_s,
         )
     return BuildOutcome(
-        ok=True,
-        failure=None,
-        message="",
         scenario_json=scenario_json,
         meshes=meshes,
         part_checks=checks,

@@ -191,6 +191,13 @@ class DatasetStore:
         with self._io("read", key):
             return self._backend.read(self._full(key))
 
+    def read_bytes_if_exists(self, path: str) -> bytes | None:
+        """The content of `path`, or None if absent."""
+        try:
+            return self.read_bytes(path)
+        except ObjectNotFoundError:
+            return None
+
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write `data` to `path` atomically (readers see the old or the new content, never a mix)."""
         key = validate_key(path)

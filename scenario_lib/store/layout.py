@@ -169,12 +169,12 @@ def benchmark_entry_key(dest: str, scenario_id: str) -> str:
 
 def benchmark_manifest_key(dest: str) -> str:
     """``benchmarks/{dest}/manifest.json``."""
-    return f"{benchmark_root(dest)}/manifest.json"
+    return benchmark_file_key(dest, "manifest.json")
 
 
 def benchmark_descriptors_key(dest: str) -> str:
     """``benchmarks/{dest}/descriptors.json``."""
-    return f"{benchmark_root(dest)}/descriptors.json"
+    return benchmark_file_key(dest, "descriptors.json")
 
 
 def benchmark_withdrawals_prefix(dest: str) -> str:

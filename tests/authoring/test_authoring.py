@@ -66,9 +66,6 @@ def random_scale(rng: random.Random, scenario: Scenario) -> tuple[float, float, 
 def validate_in_process(scenario: Scenario, seed: int, scale: tuple[float, float, float]) -> Validator:
     """Run the trusted validation stages on an in-process build (the sandbox's job, done here)."""
     outcome = BuildOutcome(
-        ok=True,
-        failure=None,
-        message="",
         scenario_json=scenario.model_dump_json(),
         meshes={body.name: export_stl(body.part) for body in scenario.bodies},
         part_checks={body.name: check_solid(body.part) for body in scenario.bodies},

@@ -35,6 +35,16 @@ def outcome(seed: int, passed: bool) -> SeedOutcome:
     return SeedOutcome(scenario_id=f"run_{seed}", seed=seed, passed=passed, stage_reached="task")
 
 
+def test_a_generation_context_carries_every_option_the_agent_takes() -> None:
+    from dataclasses import fields
+
+    from scenario_lib.agent import AgentOptions
+
+    context_fields = {field.name for field in fields(GenerationContext)}
+    missing = (AgentOptions.__required_keys__ | AgentOptions.__optional_keys__) - context_fields
+    assert not missing, f"GenerationContext lacks the agent options {sorted(missing)}"
+
+
 def test_schedule_keeps_passed_plus_running_under_count_and_stops_at_the_headroom() -> None:
     schedule = SeedSchedule(GenerationJob(run_id="run", tier=Tier.TEST_DUMMY, count=3, base_seed=10, headroom=2))
 

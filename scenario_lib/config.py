@@ -56,6 +56,8 @@ class ValidationSettings(BaseModel):
     mjcf_schema_path: Path | None = PACKAGED_MJCF_SCHEMA
     sim_duration_s: float = Field(default=1.0, gt=0)
     render_preview: bool = True
+    # Processes that run the trusted stages beside the host (None: one per CPU the process may use).
+    check_workers: int | None = Field(default=None, ge=1, le=64)
     decomposition_cache_dir: Path = Path.home() / ".cache" / "scenario_lib" / "coacd"
 
 

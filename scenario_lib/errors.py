@@ -5,6 +5,7 @@ Hierarchy (a subclass exists only where a caller handles it differently)::
     ScenarioError
      ├── ScriptError        the scenario script could not be run or broke its contract
      ├── SandboxError       the sandbox itself could not be started or used
+     │    └── CheckWorkerError   a check worker process died mid-job (scenario_lib.validation.check_pool)
      ├── GeometryError      a part is not a valid, closed, non-self-intersecting solid
      ├── MjcfError          the MJCF could not be assembled, validated or compiled
      ├── StoreError         the dataset store could not be read or written

@@ -58,7 +58,7 @@ def validate(
         from scenario_lib.runs.generation import make_validator
 
         validator = make_validator(settings, seeds=seeds)
-        with validator.pool:
+        with validator:
             report, _ = validator.validate_script(source, base_seed=base_seed)
         return report
 
@@ -85,7 +85,7 @@ def revalidate(
 
         results = []
         validator = make_validator(settings, hidden_paths=[str(dataset.local_root)] if dataset.local_root else [])
-        with validator.pool:
+        with validator:
             for scenario_id in scenario_ids:
                 manifest, report = revalidate_scenario(dataset, scenario_id, validator)
                 results.append((scenario_id, report.passed, report.summary()))

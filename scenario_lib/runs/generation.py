@@ -251,9 +251,10 @@ class GenerationContext:
 
 
 def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
-    """A validator with its own sandbox pool, configured from settings; the caller closes ``validator.pool``."""
+    """A validator with its own sandbox pool and check workers, configured from settings; the caller closes it."""
     from scenario_lib.sandbox.limits import SandboxLimits
     from scenario_lib.sandbox.pool import SandboxPool
+    from scenario_lib.validation.check_pool import CheckPool
     from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     sandbox = settings.sandbox
@@ -277,7 +278,9 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
         mjcf_schema_path=validation.mjcf_schema_path,
         decomposition_cache_dir=validation.decomposition_cache_dir,
     )
-    return Validator(pool, config)
+    checks = CheckPool(validation.check_workers)
+    checks.start()  # the workers import their libraries while the sandbox starts and the agent plans
+    return Validator(pool, config, checks)
 
 
 @contextmanager
@@ -325,7 +328,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
             prompts=prompts,
         )
     finally:
-        validator.pool.close()
+        validator.close()
         tracer_provider.shutdown()
         store_spans(store, spool_dir / "spans.jsonl", label=trace_label)
         shutil.rmtree(spool_dir, ignore_errors=True)

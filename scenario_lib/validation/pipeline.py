@@ -28,6 +28,8 @@ from scenario_lib.sandbox.pool import BuildRequest, SandboxPool
 if TYPE_CHECKING:
     import mujoco
 
+    from scenario_lib.validation.check_pool import CheckPool
+
     from scenario_lib.scene.demonstration import Demonstration
 
 logger = logging.getLogger(__name__)
@@ -139,9 +141,25 @@ def _skipped(after: Stage) -> list[StageResult]:
 class Validator:
     """Validates scenario scripts with a sandbox pool and a harness configuration."""
 
-    def __init__(self, pool: SandboxPool, config: HarnessConfig = HarnessConfig()) -> None:
+    def __init__(self, pool: SandboxPool, config: HarnessConfig = HarnessConfig(), checks: CheckPool | None = None) -> None:
+        """``checks``: worker processes for the trusted stages; None runs them in the calling thread."""
         self.pool = pool
         self.config = config
+        self.checks = checks
+
+    def __enter__(self) -> Validator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the sandbox workers and the check workers."""
+        try:
+            self.pool.close()
+        finally:
+            if self.checks is not None:
+                self.checks.close()
 
     def _request(self, seed: int, scale: tuple[float, float, float]) -> BuildRequest:
         return BuildRequest(
@@ -181,10 +199,14 @@ class Validator:
             scale_high=self.config.scale_high,
         )
         outcomes = self.pool.map_builds(source, [self._request(seed, scale) for seed, scale in plan])
-        results = [
-            self.check_outcome(outcome, seed, scale, render_preview=render_preview and index == 0)
+        jobs = [
+            (self.config, outcome, seed, scale, render_preview and index == 0)
             for index, (outcome, (seed, scale)) in enumerate(zip(outcomes, plan))
         ]
+        if self.checks is None:
+            results = [check_build(*job) for job in jobs]
+        else:
+            results = self.checks.map(check_build, jobs, what=f"the checks of seeds {plan[0][0]}..{plan[-1][0]}")
         report = ValidationReport(
             script_sha256=script_sha256(source),
             seeds=[result.report for result in results],
@@ -201,89 +223,106 @@ class Validator:
         *,
         render_preview: bool = False,
     ) -> SeedValidation:
-        """Run the trusted stages on one sandbox build."""
-        # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
-        from scenario_lib.scene.geometry import geometry_stage
-        from scenario_lib.scene.mjcf import mjcf_stage
+        """Run the trusted stages on one sandbox build, in the calling thread."""
+        return check_build(self.config, outcome, seed, scale, render_preview)
 
-        stages: list[StageResult] = []
 
-        def finish(
-            scenario: Scenario | None = None, scene: SceneFiles | None = None, demonstration: bytes | None = None
-        ) -> SeedValidation:
-            if stages[-1].verdict is Verdict.FAIL:
-                stages.extend(_skipped(stages[-1].stage))
-            return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene, demonstration=demonstration)
+def check_build(
+    config: HarnessConfig,
+    outcome: BuildOutcome,
+    seed: int,
+    scale: tuple[float, float, float],
+    render_preview: bool = False,
+) -> SeedValidation:
+    """The trusted stages on one sandbox build: geometry, mjcf, stability, task, solvability (a `CheckPool` job)."""
+    # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
+    from scenario_lib.scene.geometry import geometry_stage
+    from scenario_lib.scene.mjcf import mjcf_stage
 
-        stages.append(outcome.code_stage())
-        if not outcome.ok or outcome.scenario_json is None:
-            return finish()
-        scenario = Scenario.model_validate_json(outcome.scenario_json)
+    stages: list[StageResult] = []
 
-        stages.append(geometry_stage(outcome.part_checks, outcome.meshes))
-        if not stages[-1].passed:
-            return finish(scenario)
+    def finish(
+        scenario: Scenario | None = None, scene: SceneFiles | None = None, demonstration: bytes | None = None
+    ) -> SeedValidation:
+        if stages[-1].verdict is Verdict.FAIL:
+            stages.extend(_skipped(stages[-1].stage))
+        return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene, demonstration=demonstration)
 
-        started = time.perf_counter()
-        scene = self._assemble_scene(scenario, outcome.meshes, started)
-        if isinstance(scene, StageResult):
-            stages.append(scene)
-            return finish(scenario)
-        with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
-            mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, self.config.mjcf_schema_path)
-        decompose_s = time.perf_counter() - started
-        stages.append(
-            mjcf_result.model_copy(update={"metrics": {**mjcf_result.metrics, "collision_s": round(decompose_s, 4)}})
-        )
-        if model is None or not stages[-1].passed:
-            return finish(scenario, scene)
+    stages.append(outcome.code_stage())
+    if not outcome.ok or outcome.scenario_json is None:
+        return finish()
+    scenario = Scenario.model_validate_json(outcome.scenario_json)
 
-        demonstration = self._physics_stages(scenario, model, stages)
-        result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
-        if render_preview and result.report.passed:
-            return _with_preview(result, model)
-        return result
+    stages.append(geometry_stage(outcome.part_checks, outcome.meshes))
+    if not stages[-1].passed:
+        return finish(scenario)
 
-    def _assemble_scene(self, scenario: Scenario, meshes: dict[str, bytes], started: float) -> SceneFiles | StageResult:
-        """The scene files (MJCF, visual meshes, collision hulls), or the failing MJCF stage."""
-        from scenario_lib.scene.collision import collision_meshes
-        from scenario_lib.scene.mjcf import assemble_mjcf
+    started = time.perf_counter()
+    scene = _assemble_scene(config, scenario, outcome.meshes, started)
+    if isinstance(scene, StageResult):
+        stages.append(scene)
+        return finish(scenario)
+    with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
+        mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, config.mjcf_schema_path)
+    decompose_s = time.perf_counter() - started
+    stages.append(
+        mjcf_result.model_copy(update={"metrics": {**mjcf_result.metrics, "collision_s": round(decompose_s, 4)}})
+    )
+    if model is None or not stages[-1].passed:
+        return finish(scenario, scene)
 
-        try:
-            hull_failure = _hull_misuse(scenario, meshes)
-            if hull_failure is not None:
-                return StageResult.failing(Stage.MJCF, hull_failure)
-            hulls = collision_meshes(scenario, meshes, self.config.decomposition_cache_dir)
-            scene_xml = assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()})
-        except (MjcfError, GeometryError) as err:
-            # The scenario came from untrusted code: a parent that is no body, a parent cycle, a FREE child or
-            # a mesh nothing can be decomposed from is the script's failure, not the validator's.
-            return StageResult.failing(Stage.MJCF, str(err), duration_s=time.perf_counter() - started)
-        files = {f"{MESH_DIR}/{name}.stl": data for name, data in meshes.items()}
-        for name, pieces in hulls.items():
-            for index, piece in enumerate(pieces):
-                files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
-        return SceneFiles(scene_xml=scene_xml, files=files)
+    demonstration = _physics_stages(config, scenario, model, stages)
+    result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
+    if render_preview and result.report.passed:
+        return _with_preview(result, model)
+    return result
 
-    def _physics_stages(self, scenario: Scenario, model: mujoco.MjModel, stages: list[StageResult]) -> Demonstration | None:
-        """Stability, task and solvability in order, appended to ``stages`` up to the first failure;
-        returns the solvability stage's demonstration."""
-        from scenario_lib.scene.simulation import simulate_passive
-        from scenario_lib.scene.task import check_task
-        from scenario_lib.validation.solvability import check_solvability
 
-        stability, passive_qpos = simulate_passive(model, duration_s=self.config.sim_duration_s)
-        stages.append(stability)
-        if not stability.passed:
-            return None
-        stages.append(check_task(scenario, model))
-        if not stages[-1].passed:
-            return None
-        solvability, demonstration = check_solvability(
-            scenario, model, passive_qpos, script_demonstrations=self.config.script_demonstrations
-        )
-        stages.append(solvability)
-        return demonstration
+def _assemble_scene(
+    config: HarnessConfig, scenario: Scenario, meshes: dict[str, bytes], started: float
+) -> SceneFiles | StageResult:
+    """The scene files (MJCF, visual meshes, collision hulls), or the failing MJCF stage."""
+    from scenario_lib.scene.collision import collision_meshes
+    from scenario_lib.scene.mjcf import assemble_mjcf
+
+    try:
+        hull_failure = _hull_misuse(scenario, meshes)
+        if hull_failure is not None:
+            return StageResult.failing(Stage.MJCF, hull_failure)
+        hulls = collision_meshes(scenario, meshes, config.decomposition_cache_dir)
+        scene_xml = assemble_mjcf(scenario, {name: len(pieces) for name, pieces in hulls.items()})
+    except (MjcfError, GeometryError) as err:
+        # A scenario from untrusted code: a parent that is no body, a parent cycle, a FREE child or
+        # a mesh nothing can be decomposed from is the script's failure, not the validator's.
+        return StageResult.failing(Stage.MJCF, str(err), duration_s=time.perf_counter() - started)
+    files = {f"{MESH_DIR}/{name}.stl": data for name, data in meshes.items()}
+    for name, pieces in hulls.items():
+        for index, piece in enumerate(pieces):
+            files[f"{MESH_DIR}/{name}_hull{index}.stl"] = piece
+    return SceneFiles(scene_xml=scene_xml, files=files)
+
+
+def _physics_stages(
+    config: HarnessConfig, scenario: Scenario, model: mujoco.MjModel, stages: list[StageResult]
+) -> Demonstration | None:
+    """Stability, task and solvability in order, appended to ``stages`` up to the first failure;
+    returns the solvability stage's demonstration."""
+    from scenario_lib.scene.simulation import simulate_passive
+    from scenario_lib.scene.task import check_task
+    from scenario_lib.validation.solvability import check_solvability
+
+    stability, passive_qpos = simulate_passive(model, duration_s=config.sim_duration_s)
+    stages.append(stability)
+    if not stability.passed:
+        return None
+    stages.append(check_task(scenario, model))
+    if not stages[-1].passed:
+        return None
+    solvability, demonstration = check_solvability(
+        scenario, model, passive_qpos, script_demonstrations=config.script_demonstrations
+    )
+    stages.append(solvability)
+    return demonstration
 
 
 def _with_preview(result: SeedValidation, model: mujoco.MjModel) -> SeedValidation:

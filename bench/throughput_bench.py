@@ -1,27 +1,26 @@
-"""Throughput benchmark: the generate deployment end to end on a local stack, against the bars of issue 6.
+"""Throughput benchmark: the bars of the throughput issue (#11), measured side by side in one run.
 
 Run with ``make bench-throughput`` (or ``.venv/bin/python bench/throughput_bench.py``). It brings up its
 own stack (``scripts/stack.sh up`` on free ports, state in a temporary folder; ``--reuse-stack`` uses
-the one ``scripts/stack.sh env`` describes instead), with production validation settings (8 harness
-seeds, 2 sandbox workers per flow run) and the offline author, and measures in one run:
+the one ``scripts/stack.sh env`` describes), with the offline author and 8 harness seeds, and measures:
 
-* **warm tier1 count=10**: wall time from ``prefect deployment run generate/tier1 -p count=10 --watch``
-  to Completed, and the flow run's own time (its start to end in the API), after one warm-up run;
-* **sustained count=N** (``--sustained-count``, default 200; 4 slots): scenarios passed per second of
-  the flow run's own time;
-* **CPU per validated scenario-seed**: CPU of the worker's process tree (flow-run process, sandbox
-  workers, forked build jobs: all reaped into the worker's child times) during the sustained run,
-  divided by the (scenario, harness seed) pairs validated (each tried seed validates ``harness`` seeds
-  plus one probe build), against the issue's floor of 0.1 CPU-s per validated scenario-seed;
-* **Prefect overhead per task run**: the Prefect server's CPU per task run, and the wall time a task
-  run spends outside its generation slot (task-run start to end minus the slot-held interval);
-* **peak memory of the worker pool**: the largest sum of PSS over the worker's process tree, sampled;
-* **linearity**: wall time and CPU for the ``--series`` counts (default 10, 100, 1000) on the
-  in-process path (`run_generation` with the same settings and a local store; no Prefect), so the
-  series measures the library's cost growth apart from orchestration;
-* **cold demo**: with ``--cold-demo``, ``git clone`` of this checkout's HEAD and ``make demo`` in it
-  (installs included, on free ports); otherwise an estimate from the parts measured here plus the
-  install time given by ``--install-s`` (measured separately, default 90 s).
+* **CPU per scenario** (in-process CLI ``scenarios generate --tier tier1``): the marginal CPU of every
+  process of the path, sandbox children included, from the OS: count 21 minus count 1, divided by 20.
+  Each count runs in its own cgroup (cpuacct) when this machine lets us make one, which counts every
+  descendant even if it is never reaped; otherwise from the reaped children's rusage (which misses
+  descendants that outlive their parent: the figure is then marked as a lower bound).
+* **the machine's limit**: cores divided by that figure, from the same run;
+* **the solvability stage's own cost**, beside it: the stage's wall time summed over the harness seeds
+  of every scenario of the count-21 run (measured in the check workers, so an upper bound of its CPU);
+* **in-process count=1** wall, process start to exit; and the in-process sustained rate: scenarios
+  per second between count 1 and count ``--cli-count`` (default 101), against 85 % of the limit;
+* **warm tier1 count=10 through the deployment**: ``prefect deployment run generate/tier1 -p count=10
+  --watch`` to Completed, and the flow run's own time (start to end in its state history);
+* **sustained through the deployment** (``--sustained-count``, default 200; 4 slots): passed per second
+  of the flow run's own time, against 70 % of the limit;
+* **linearity through the deployment** (``--long-count 1000`` to run it): per-scenario flow time at
+  count 1,000 against count 100 (within 15 %);
+* **peak memory** of the worker tree (PSS, sampled) in the sustained runs.
 
 Every figure is printed with its ratio to the bar; results go to ``bench/results/throughput.json``.
 """
@@ -33,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,9 +54,10 @@ sys.path.insert(0, str(REPO))
 from tests.prefect_stack import STACK, free_port, free_port_block  # noqa: E402
 
 DEFAULT_OUT = REPO / "bench" / "results" / "throughput.json"
+SCENARIOS = str(REPO / ".venv" / "bin" / "scenarios")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 PYTHON = str(REPO / ".venv" / "bin" / "python")
-FLOOR_CPU_PER_SEED_S = 0.1  # the issue's floor per validated scenario-seed (0.1-0.2 s); the strict end
 HARNESS_SEEDS = 8
 BENCH_SETTINGS = {"SCENARIOS_LLM__PROVIDER": "offline", "SCENARIOS_VALIDATION__SEEDS": str(HARNESS_SEEDS)}
 
@@ -116,6 +117,64 @@ def tree_cpu_s(pid: int) -> float:
         return total
     except psutil.Error:
         return 0.0
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds every core of this machine spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Runs a command in a cgroup of its own and reads the CPU of it and every descendant from the OS.
+
+    cgroup v1 (``cpuacct``) or v2 (``cpu.stat``), where this process may make a folder; otherwise the
+    command's rusage, which counts only descendants reaped by their parents (then ``exact`` is False).
+    """
+
+    def __init__(self) -> None:
+        self.parent: Path | None = None
+        for candidate, usage in ((CGROUP_ROOT / "cpuacct", "cpuacct.usage"), (CGROUP_ROOT, "cpu.stat")):
+            if (candidate / usage).exists() and os.access(candidate, os.W_OK):
+                self.parent, self.usage_file = candidate, usage
+                break
+
+    @property
+    def exact(self) -> bool:
+        return self.parent is not None
+
+    def _usage_s(self, group: Path) -> float:
+        text = (group / self.usage_file).read_text()
+        if self.usage_file == "cpuacct.usage":
+            return int(text) / 1e9
+        return int(re.search(r"^usage_usec (\d+)$", text, flags=re.MULTILINE)[1]) / 1e6  # type: ignore[index]
+
+    def run(self, command: Sequence[str], env: dict[str, str], *, timeout: float) -> tuple[subprocess.CompletedProcess[str], float, float, float]:
+        """``(completed, wall_s, cpu_s, peak_pss_mb)`` of ``command``."""
+        group = None
+        if self.parent is not None:
+            group = self.parent / f"throughput-bench-{os.getpid()}-{time.monotonic_ns()}"
+            group.mkdir()
+            command = ["bash", "-c", 'echo $$ > "$0"; exec "$@"', str(group / "cgroup.procs"), *command]
+        started = time.perf_counter()
+        process = subprocess.Popen(list(command), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with PeakSampler(lambda: tree_pss_mb(process.pid), interval_s=1.0) as memory:
+            stdout, stderr = process.communicate(timeout=timeout)
+        wall_s = time.perf_counter() - started
+        if group is None:
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_s = usage.ru_utime + usage.ru_stime - self._reaped_before
+            self._reaped_before += cpu_s
+        else:
+            deadline = time.monotonic() + 30
+            while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.2)  # descendants that outlived the command (a worker shutting down) still count
+            cpu_s = self._usage_s(group)
+            group.rmdir()
+        return subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr), wall_s, cpu_s, memory.peak
+
+    _reaped_before = 0.0
 
 
 def tree_pss_mb(pid: int) -> float:
@@ -215,6 +274,7 @@ class DeploymentRun:
     worker_cpu_s: float
     server_cpu_s: float
     peak_pss_mb: float
+    machine_cpu_s: float
     result: dict[str, Any]
     task_runs: list[Any]
 
@@ -229,7 +289,7 @@ def run_deployment(stack: Stack, name: str, *params: str) -> DeploymentRun:
     command = [PREFECT, "deployment", "run", name, "--watch", "--watch-interval", "1"]
     for param in params:
         command += ["-p", param]
-    cpu0, server0 = tree_cpu_s(worker), tree_cpu_s(server)
+    cpu0, server0, machine0 = tree_cpu_s(worker), tree_cpu_s(server), machine_busy_s()
     started = time.perf_counter()
     with PeakSampler(lambda: tree_pss_mb(worker), interval_s=2.0) as memory:
         done = stack.run(*command, timeout=3600)
@@ -240,7 +300,7 @@ def run_deployment(stack: Stack, name: str, *params: str) -> DeploymentRun:
         raise SystemExit(f"{name}: no flow run created:\n{output}")
     flow_run_id = UUID(match[1])
     time.sleep(1.5)  # let the worker reap the flow-run process, so its CPU lands in the worker's child times
-    cpu1, server1 = tree_cpu_s(worker), tree_cpu_s(server)
+    cpu1, server1, machine1 = tree_cpu_s(worker), tree_cpu_s(server), machine_busy_s()
     with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
         flow_run = client.read_flow_run(flow_run_id)
         task_runs: list[Any] = []
@@ -265,6 +325,7 @@ def run_deployment(stack: Stack, name: str, *params: str) -> DeploymentRun:
         worker_cpu_s=cpu1 - cpu0,
         server_cpu_s=server1 - server0,
         peak_pss_mb=memory.peak,
+        machine_cpu_s=machine1 - machine0,
         result={"rows": rows},
         task_runs=list(task_runs),
     )
@@ -289,75 +350,47 @@ def outside_slot_s(run: DeploymentRun) -> list[float]:
     return values
 
 
-# In-process series
+# In-process CLI
 
 
-def in_process_series(counts: Sequence[int], env: dict[str, str]) -> list[dict[str, Any]]:
-    """`run_generation` for each count in a fresh process per count: wall, CPU, rate."""
-    results = []
-    for count in counts:
-        store = tempfile.mkdtemp(prefix="throughput-store-")
-        code = f"""
-import json, sys, time, psutil
-sys.path.insert(0, {str(REPO)!r})
-from scenario_lib.config import load_settings
-from scenario_lib.runs.generation import GenerationJob, new_run_id, open_generation_context
-from scenario_lib.runs.driver import run_generation
-from scenario_lib.tiers import Tier
-def cpu():
-    p = psutil.Process(); t = p.cpu_times(); s = t.user + t.system + t.children_user + t.children_system
-    for c in p.children(recursive=True):
-        try: ct = c.cpu_times(); s += ct.user + ct.system
-        except psutil.Error: pass
-    return s
-with open_generation_context(load_settings()) as context:
-    context.validator.pool.warm_up()
-    c0, t0 = cpu(), time.perf_counter()
-    summary = run_generation(context, GenerationJob(run_id=new_run_id(Tier.TIER1), tier=Tier.TIER1, count={count}), max_concurrency=4)
-    c1, t1 = cpu(), time.perf_counter()
-print(json.dumps({{"count": {count}, "passed": summary.passed, "seeds": len(summary.outcomes), "wall_s": t1 - t0, "cpu_s": c1 - c0}}))
-"""
-        env_local = {**env, "SCENARIOS_STORE__URL": f"file://{store}"}
-        for key in ("SCENARIOS_STORE__ENDPOINT_URL", "SCENARIOS_STORE__ACCESS_KEY", "SCENARIOS_STORE__SECRET_KEY"):
-            env_local.pop(key, None)
-        done = subprocess.run([PYTHON, "-c", code], env=env_local, cwd=REPO, capture_output=True, text=True, timeout=7200)
-        if done.returncode != 0:
-            results.append({"count": count, "error": done.stderr[-2000:]})
-            continue
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["scenarios_per_s"] = result["passed"] / result["wall_s"]
-        result["cpu_per_scenario_s"] = result["cpu_s"] / result["seeds"]
-        results.append(result)
-        print(f"  in-process count={count}: {result['wall_s']:.1f} s, {result['scenarios_per_s']:.2f}/s, "
-              f"{result['cpu_per_scenario_s']:.3f} CPU-s per seed", flush=True)  # fmt: skip
-    return results
+@dataclass
+class CliRun:
+    count: int
+    passed: int
+    wall_s: float
+    cpu_s: float
+    peak_pss_mb: float
+    solvability_s: float  # the solvability stage's wall time, summed over every seed of every scenario
 
 
-# Cold demo
+def run_cli(meter: CpuMeter, count: int, env: dict[str, str]) -> CliRun:
+    """``scenarios generate --tier tier1 --count COUNT`` into a fresh local store, from process start to exit."""
+    store = Path(tempfile.mkdtemp(prefix="throughput-store-"))
+    command = [SCENARIOS, "generate", "--tier", "tier1", "--count", str(count), "--store", f"file://{store}", "--json"]
+    done, wall_s, cpu_s, peak = meter.run(command, env, timeout=7200)
+    if done.returncode != 0:
+        raise SystemExit(f"in-process count={count} failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
+    summary = json.loads(done.stdout)
+    solvability_s = 0.0
+    for report in store.glob("staging/*/validation.json"):
+        for seed in json.loads(report.read_text())["seeds"]:
+            solvability_s += sum(stage["duration_s"] for stage in seed["stages"] if stage["stage"] == "solvability")
+    passed = sum(1 for outcome in summary["outcomes"] if outcome["passed"])
+    run = CliRun(count, passed, wall_s, cpu_s, peak, solvability_s)
+    print(f"  in-process count={count}: {passed} passed, {wall_s:.1f} s wall, {cpu_s:.1f} CPU-s", flush=True)
+    return run
 
 
-def cold_demo() -> tuple[float, str]:
-    """``git clone`` HEAD into a temporary folder and time ``make demo`` there (installs included) on free ports."""
-    folder = Path(tempfile.mkdtemp(prefix="throughput-clone-")) / "repo"
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(folder)], check=True, timeout=300)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCENARIOS_", "VIRTUAL_ENV"))}
-    env.update({
-        "SCENARIOS_PREFECT_PORT": str(free_port()),
-        "SCENARIOS_S3_PORT": str(free_port_block(1)),
-        "SCENARIOS_WEED_PORT_BASE": str(free_port_block(4)),
-    })  # fmt: skip
-    started = time.perf_counter()
-    done = subprocess.run(["make", "demo"], cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
-    elapsed = time.perf_counter() - started
-    subprocess.run(["make", "down"], cwd=folder, env=env, capture_output=True, timeout=120, check=False)
-    return elapsed, f"rc={done.returncode}; clone at {folder}"
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCENARIOS_"))}
+    return {**env, **BENCH_SETTINGS}
 
 
 # Report
 
 
 def print_table(rows: Sequence[Row]) -> None:
-    header = f"{'figure':<58} {'value':>12} {'unit':<14} {'bar':>10} {'ratio':>7}  {'':<6} note"
+    header = f"{'figure':<62} {'value':>10} {'unit':<13} {'bar':>10} {'ratio':>7}  {'':<6} note"
     print()
     print(header)
     print("-" * len(header))
@@ -366,82 +399,105 @@ def print_table(rows: Sequence[Row]) -> None:
         bar = row.bar.describe() if row.bar else ""
         ratio = f"{row.bar.ratio(row.figure):.2f}" if row.bar and row.figure is not None else ""
         verdict = "" if not row.bar or row.figure is None else ("ok" if row.bar.met(row.figure) else "MISSED")
-        print(f"{row.name:<58} {value:>12} {row.unit:<14} {bar:>10} {ratio:>7}  {verdict:<6} {row.note}")
+        print(f"{row.name:<62} {value:>10} {row.unit:<13} {bar:>10} {ratio:>7}  {verdict:<6} {row.note}")
 
 
 def build_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reuse-stack", action="store_true", help="use the running stack of `scripts/stack.sh env`")
-    parser.add_argument("--sustained-count", type=int, default=200, help="count of the sustained run (default 200)")
-    parser.add_argument("--series", default="10,100,1000", help="counts of the in-process linearity series ('' skips)")
-    parser.add_argument("--cold-demo", action="store_true", help="time `make demo` in a fresh clone (installs too)")
-    parser.add_argument("--install-s", type=float, default=90.0, help="install time used by the cold-demo estimate")
+    parser.add_argument("--cli-count", type=int, default=101, help="count of the in-process sustained run (default 101)")
+    parser.add_argument("--sustained-count", type=int, default=200, help="count of the sustained deployment run (default 200)")
+    parser.add_argument("--long-count", type=int, default=0, help="run count 100 and this count through the deployment (1000)")
+    parser.add_argument("--no-deployment", action="store_true", help="measure the in-process path only (no stack)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return parser.parse_args(argv)
 
 
+def in_process_rows(meter: CpuMeter, cli_count: int, results: dict[str, Any]) -> tuple[list[Row], float]:
+    """The in-process figures; returns them and the machine's limit (scenarios/s)."""
+    env = cli_env()
+    print("in-process CLI: count=1, 21 and", cli_count, flush=True)
+    one, twenty_one, long = run_cli(meter, 1, env), run_cli(meter, 21, env), run_cli(meter, cli_count, env)
+    results["in_process"] = [vars(run) for run in (one, twenty_one, long)]
+    bound = "" if meter.exact else " (rusage: a lower bound)"
+    marginal = (twenty_one.cpu_s - one.cpu_s) / 20
+    solvability = twenty_one.solvability_s / twenty_one.count
+    cores = len(os.sched_getaffinity(0))
+    limit = cores / marginal
+    sustained = (long.passed - one.passed) / (long.wall_s - one.wall_s)
+    rows = [
+        Row("in-process CPU per scenario, all stages (count 21 - count 1)", marginal, "CPU-s",
+            note=f"{twenty_one.cpu_s:.1f} - {one.cpu_s:.1f} CPU-s over 20, every process{bound}"),
+        Row("  of which the solvability stage (its wall in the check workers)", solvability, "CPU-s",
+            note=f"{HARNESS_SEEDS} seeds a scenario; an upper bound of its CPU"),
+        Row("  the stages of the issue's day (all minus solvability)", marginal - solvability, "CPU-s", Bar(0.45)),
+        Row("the machine's limit (cores / CPU per scenario)", limit, "scenarios/s", note=f"{cores} cores"),
+        Row("in-process count=1, process start to exit", one.wall_s, "s", Bar(6)),
+        Row(f"in-process sustained (count {long.count} - count 1), % of the limit", 100 * sustained / limit, "%",
+            Bar(85, at_most=False), f"{sustained:.2f} scenarios/s; {long.passed}/{long.count} passed in {long.wall_s:.0f} s"),
+        Row(f"peak memory of the in-process tree at count {long.count} (PSS)", long.peak_pss_mb, "MiB"),
+    ]
+    return rows, limit
+
+
+def deployment_rows(stack: Stack, limit: float, args: argparse.Namespace, results: dict[str, Any]) -> list[Row]:
+    print("warm-up run (generate/test_dummy count=1)…", flush=True)
+    run_deployment(stack, "generate/test_dummy", "count=1")
+    print("generate/tier1 count=10…", flush=True)
+    ten = run_deployment(stack, "generate/tier1", "count=10")
+    print(f"  {ten.state}: {ten.wall_s:.1f} s command to final state, flow {ten.flow_s:.1f} s", flush=True)
+    print(f"generate/tier1 count={args.sustained_count} (4 slots)…", flush=True)
+    big = run_deployment(stack, "generate/tier1", f"count={args.sustained_count}")
+    passed, tried = passed_count(big)
+    rate = passed / big.flow_s
+    print(f"  {big.state}: {passed}/{tried} passed, flow {big.flow_s:.1f} s", flush=True)
+    outside = outside_slot_s(big)
+    seed_task_runs = [t for t in big.task_runs if t.name.startswith("seed-")]
+    rows = [
+        Row("deployment tier1 count=10: `deployment run` -> Completed (warm)", ten.wall_s, "s", Bar(15), ten.state),
+        Row("deployment tier1 count=10: the flow run's own time", ten.flow_s, "s", Bar(5)),
+        Row(f"deployment sustained count={args.sustained_count}, % of the limit", 100 * rate / limit, "%",
+            Bar(70, at_most=False), f"{rate:.2f} scenarios/s; {passed}/{tried} passed in {big.flow_s:.0f} s (flow)"),
+        Row("  machine CPU per scenario through the deployment", big.machine_cpu_s / max(1, passed), "CPU-s",
+            note="/proc/stat, every process of the machine"),
+        Row("  Prefect server CPU per seed task run", big.server_cpu_s / max(1, len(seed_task_runs)), "CPU-s"),
+        Row("  task-run wall outside its slot (median)", median(outside) if outside else None, "s"),
+        Row("  peak memory of the worker tree (PSS)", big.peak_pss_mb, "MiB"),
+    ]
+    runs = {"tier1_10": ten, "tier1_sustained": big}
+    if args.long_count:
+        print(f"linearity through the deployment: count=100 and count={args.long_count}…", flush=True)
+        hundred = run_deployment(stack, "generate/tier1", "count=100")
+        thousand = run_deployment(stack, "generate/tier1", f"count={args.long_count}")
+        per_100 = hundred.flow_s / max(1, passed_count(hundred)[0])
+        per_long = thousand.flow_s / max(1, passed_count(thousand)[0])
+        rows.append(Row(f"deployment per-scenario time, count {args.long_count} / count 100", per_long / per_100, "x",
+                        Bar(1.15), f"{per_long:.3f} s vs {per_100:.3f} s a scenario (flow time / passed)"))
+        runs |= {"tier1_100": hundred, f"tier1_{args.long_count}": thousand}
+    results["deployment"] = {
+        name: {k: v for k, v in vars(run).items() if k not in ("task_runs", "result")} | {"flow_run_id": str(run.flow_run_id)}
+        for name, run in runs.items()
+    }
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_arguments(argv)
-    series_counts = [int(c) for c in args.series.split(",") if c.strip()]
-    print("starting the stack…", flush=True)
-    stack = start_stack(args.reuse_stack)
-    rows: list[Row] = []
+    meter = CpuMeter()
     results: dict[str, Any] = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": os.getloadavg()},
-        "stack_up_s": stack.up_s,
+        "cpu_accounting": "cgroup" if meter.exact else "rusage (lower bound)",
     }
-    try:
-        print("warm-up run (generate/test_dummy count=1)…", flush=True)
-        run_deployment(stack, "generate/test_dummy", "count=1")
-        print("generate/tier1 count=10…", flush=True)
-        ten = run_deployment(stack, "generate/tier1", "count=10")
-        print(f"  {ten.state}: {ten.wall_s:.1f} s command to final state, flow {ten.flow_s:.1f} s", flush=True)
-        print(f"generate/tier1 count={args.sustained_count} (4 slots)…", flush=True)
-        big = run_deployment(stack, "generate/tier1", f"count={args.sustained_count}")
-        passed, tried = passed_count(big)
-        print(f"  {big.state}: {passed}/{tried} passed, flow {big.flow_s:.1f} s", flush=True)
-        rate = passed / big.flow_s
-        validated_pairs = tried * (HARNESS_SEEDS + 1)
-        cpu_per_pair = big.worker_cpu_s / validated_pairs
-        seed_task_runs = [t for t in big.task_runs if t.name.startswith("seed-")]
-        outside = outside_slot_s(big)
-        rows += [
-            Row("tier1 count=10: deployment run → Completed (warm stack)", ten.wall_s, "s", Bar(20), ten.state),
-            Row("tier1 count=10: the flow run's own time", ten.flow_s, "s", Bar(5)),
-            Row(f"sustained: count={args.sustained_count}, 4 slots, 8-seed harness", rate, "scenarios/s", Bar(5, at_most=False),
-                f"{passed}/{tried} passed in {big.flow_s:.0f} s (flow); {big.wall_s:.0f} s end to end"),
-            Row("CPU per validated scenario-seed (worker tree)", cpu_per_pair, "CPU-s", Bar(3 * FLOOR_CPU_PER_SEED_S),
-                f"{big.worker_cpu_s:.0f} CPU-s / {validated_pairs} (seed, harness seed) pairs; "
-                f"{big.worker_cpu_s / tried:.3f} CPU-s per scenario; floor {FLOOR_CPU_PER_SEED_S} → bar 3×"),
-            Row("Prefect server CPU per task run", big.server_cpu_s / max(1, len(seed_task_runs)), "CPU-s",
-                note=f"{big.server_cpu_s:.1f} CPU-s over {len(seed_task_runs)} task runs"),
-            Row("task-run wall outside its slot (median)", median(outside) if outside else None, "s",
-                note=f"p90 {sorted(outside)[int(0.9 * (len(outside) - 1))]:.2f} s" if outside else ""),
-            Row("peak memory of the worker pool (PSS, worker tree)", big.peak_pss_mb, "MiB"),
-        ]
-        results["runs"] = {
-            "tier1_10": {k: v for k, v in vars(ten).items() if k not in ("task_runs", "result")} | {"flow_run_id": str(ten.flow_run_id)},
-            "tier1_sustained": {k: v for k, v in vars(big).items() if k not in ("task_runs", "result")} | {"flow_run_id": str(big.flow_run_id), "passed": passed, "tried": tried},
-        }
-        if series_counts:
-            print(f"linearity series (in-process run_generation): {series_counts}…", flush=True)
-            series = in_process_series(series_counts, stack.env)
-            results["series"] = series
-            ok = [s for s in series if "wall_s" in s]
-            for entry in ok:
-                rows.append(Row(f"linearity (in-process): count={entry['count']} wall", entry["wall_s"], "s",
-                                note=f"{entry['wall_s'] / entry['count']:.3f} s/scenario, {entry['cpu_per_scenario_s']:.3f} CPU-s/seed"))
-        demo_s = demo_note = None
-        if args.cold_demo:
-            print("cold make demo in a fresh clone…", flush=True)
-            demo_s, demo_note = cold_demo()
-        elif stack.owned:
-            demo_s = args.install_s + stack.up_s + ten.wall_s
-            demo_note = f"estimate: install {args.install_s:.0f} s (--install-s) + stack up {stack.up_s:.0f} s + tier1 count=10 {ten.wall_s:.0f} s"
-        rows.append(Row("cold `make demo` from a fresh clone", demo_s, "s", Bar(300), demo_note or "not measured"))
-    finally:
-        stack.down()
+    rows, limit = in_process_rows(meter, args.cli_count, results)
+    if not args.no_deployment:
+        print("starting the stack…", flush=True)
+        stack = start_stack(args.reuse_stack)
+        results["stack_up_s"] = stack.up_s
+        try:
+            rows += deployment_rows(stack, limit, args, results)
+        finally:
+            stack.down()
     print_table(rows)
     results["rows"] = [row.as_dict() for row in rows]
     results["machine"]["load_avg_end"] = os.getloadavg()

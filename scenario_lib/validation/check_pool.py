@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +28,7 @@ from scenario_lib.errors import ConfigError, SandboxError
 
 ResultT = TypeVar("ResultT")
 MAX_WORKERS = 64
+PARENT_POLL_S = 0.5
 
 
 class CheckWorkerError(SandboxError):
@@ -41,8 +43,17 @@ def default_check_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _warm_worker() -> None:
-    """Import what every check needs, so the first job does not pay for it (runs once per worker)."""
+def _exit_with_parent(parent: int) -> None:
+    """Exit as soon as the host is gone: a killed host leaves no worker behind (holding its pipes open)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def _start_worker() -> None:
+    """Watch the host, then import what every check needs so the first job does not pay for it."""
+    # Not PR_SET_PDEATHSIG: it fires when the *thread* that spawned us ends, and any seed thread may.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     import scenario_lib.scene.collision  # noqa: F401
     import scenario_lib.scene.geometry  # noqa: F401
     import scenario_lib.scene.mjcf  # noqa: F401
@@ -53,6 +64,7 @@ def _warm_worker() -> None:
 
 
 def _worker_pid() -> int:
+    time.sleep(0.2)  # long enough that each of a warm-up's jobs lands on a worker of its own
     return os.getpid()
 
 
@@ -83,7 +95,7 @@ class CheckPool:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_warm_worker,
+                    initializer=_start_worker,
                 )
             return self._executor
 

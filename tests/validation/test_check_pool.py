@@ -87,6 +87,36 @@ def test_an_exception_in_a_check_propagates_unchanged(checks: CheckPool) -> None
         checks.map(divmod, [(1, 0)], what="a division by zero")
 
 
+def test_workers_exit_when_their_host_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids_file = tmp_path / "pids"
+    host = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import pathlib, time\n"
+            "from scenario_lib.validation.check_pool import CheckPool\n"
+            "pool = CheckPool(2)\n"
+            f"pathlib.Path({str(pids_file)!r}).write_text(' '.join(map(str, pool.warm_up())))\n"
+            "time.sleep(600)\n"
+        )],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not pids_file.exists() and time.monotonic() < deadline and host.poll() is None:
+        time.sleep(0.2)
+    workers = [int(pid) for pid in pids_file.read_text().split()]
+    assert len(workers) == 2
+    host.send_signal(signal.SIGKILL)
+    # The workers held the host's stderr: it reaches EOF only once they are all gone.
+    _, stderr = host.communicate(timeout=30)
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 @pytest.mark.parametrize("workers", [0, 65, True, 1.5])
 def test_a_bad_worker_count_is_refused_with_the_range(workers: object) -> None:
     with pytest.raises(ConfigError, match=r"1\.\.64"):

@@ -118,6 +118,36 @@ def _preload() -> None:
     # Objects that exist now are shared copy-on-write with every child; keep the collector off them.
     gc.collect()
     gc.freeze()
+    _collapse_to_huge_pages()
+
+
+_HUGE_PAGE = 2 * 1024 * 1024
+_MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25
+# Private anonymous read-write mappings (the heap and the allocators' arenas); file-backed ones are skipped.
+_ANON_RW = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) rw-p 00000000 00:00 0\s*(?:\[heap\])?\s*$")
+
+
+def _collapse_to_huge_pages() -> None:
+    """Back the worker's anonymous memory with 2 MiB pages, where the kernel can (Linux >= 6.1).
+
+    build123d leaves ~250 MB of anonymous memory behind; each job's fork copies (and its exit frees)
+    one page-table entry per 4 KiB page of it, ~40 % of a small build's CPU here. With huge pages a
+    fork copies one entry per 2 MiB, and a job's first write to one is still copied 4 KiB at a time.
+    Best effort: where the kernel refuses, forks are as before.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps", encoding="ascii") as maps:
+            regions = [_ANON_RW.match(line) for line in maps]
+    except (OSError, AttributeError):
+        return
+    for match in filter(None, regions):
+        low = (int(match[1], 16) + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+        high = int(match[2], 16) & ~(_HUGE_PAGE - 1)
+        if high - low >= _HUGE_PAGE and madvise(low, high - low, _MADV_HUGEPAGE) == 0:
+            madvise(low, high - low, _MADV_COLLAPSE)
 
 
 def _run_job(

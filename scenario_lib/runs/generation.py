@@ -254,7 +254,7 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
     """A validator with its own sandbox pool and check workers, configured from settings; the caller closes it."""
     from scenario_lib.sandbox.limits import SandboxLimits
     from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.check_pool import CheckPool
+    from scenario_lib.validation.check_pool import CheckPool, can_start_workers
     from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     sandbox = settings.sandbox
@@ -278,6 +278,8 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
         mjcf_schema_path=validation.mjcf_schema_path,
         decomposition_cache_dir=validation.decomposition_cache_dir,
     )
+    if not can_start_workers():
+        return Validator(pool, config)
     checks = CheckPool(validation.check_workers)
     checks.start()  # the workers import their libraries while the sandbox starts and the agent plans
     return Validator(pool, config, checks)

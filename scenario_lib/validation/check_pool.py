@@ -50,6 +50,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+def can_start_workers() -> bool:
+    """False in a daemonic process (a Dask or multiprocessing worker), which may not have children;
+    there the checks run in the calling thread, under that process's own GIL."""
+    return not multiprocessing.current_process().daemon
+
+
 def _start_worker() -> None:
     """Watch the host, then import what every check needs so the first job does not pay for it."""
     # Not PR_SET_PDEATHSIG: it fires when the *thread* that spawned us ends, and any seed thread may.
@@ -144,4 +150,4 @@ class CheckPool:
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["CheckPool", "CheckWorkerError", "default_check_workers"]
+__all__ = ["CheckPool", "CheckWorkerError", "can_start_workers", "default_check_workers"]

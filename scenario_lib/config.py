@@ -58,6 +58,8 @@ class ValidationSettings(BaseModel):
     render_preview: bool = True
     # Processes that run the trusted stages beside the host (None: one per CPU the process may use).
     check_workers: int | None = Field(default=None, ge=1, le=64)
+    # A running `scenarios serve-validation` to validate on (the local stack starts one); None: in-process.
+    service_socket: Path | None = None
     decomposition_cache_dir: Path = Path.home() / ".cache" / "scenario_lib" / "coacd"
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The local stack: a Prefect server (SQLite), an S3 server (SeaweedFS `weed mini`) and a process worker,
-# all on 127.0.0.1, with every bit of state under .state/ (git-ignored).
+# The local stack: a Prefect server (SQLite), an S3 server (SeaweedFS `weed mini`), the validation
+# service (warm sandbox and check workers that every flow run shares, on a Unix socket in a private
+# folder) and a process worker, all on 127.0.0.1, with every bit of state under .state/ (git-ignored).
 #
 #   scripts/stack.sh up       start what is not running yet (safe to re-run), create or update the work
 #                             pool and the global concurrency limit, deploy prefect.yaml
 #   scripts/stack.sh demo     up, then run generate/tier1 with count=10 to completion and say where the
 #                             scenarios are (DEMO_COUNT=N to change the count)
-#   scripts/stack.sh down     stop the worker, then the servers
+#   scripts/stack.sh down     stop the worker, then the validation service and the servers
 #   scripts/stack.sh status   what is running
 #   scripts/stack.sh env      print the environment a shell needs to talk to the stack:
 #                             eval "$(scripts/stack.sh env)"
@@ -30,6 +31,7 @@ GENERATION_LIMIT=scenario-generation  # flows/generate.py acquires this name
 GENERATION_SLOTS=${SCENARIOS_GENERATION_SLOTS:-4}
 S3_ACCESS_KEY=${SCENARIOS_S3_ACCESS_KEY:-local-demo}
 S3_SECRET_KEY=${SCENARIOS_S3_SECRET_KEY:-local-demo-secret}
+VALIDATION_SOCKET=$STATE/validation/validation.sock
 
 stack_env() {
     cat <<EOF
@@ -50,6 +52,7 @@ export SCENARIOS_STORE__ACCESS_KEY=$S3_ACCESS_KEY
 export SCENARIOS_STORE__SECRET_KEY=$S3_SECRET_KEY
 export SCENARIOS_REPO_DIR=$(printf %q "$ROOT")
 export SCENARIOS_STATE_DIR=$(printf %q "$STATE")
+export SCENARIOS_VALIDATION__SERVICE_SOCKET=$(printf %q "$VALIDATION_SOCKET")
 EOF
 }
 eval "$(stack_env)"
@@ -129,6 +132,11 @@ up() {
     if ! pid_alive prefect-server "server"; then
         start_bg prefect-server "$VENV/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
     fi
+    if ! pid_alive validation "serve-validation"; then  # it warms its workers while the rest starts
+        : >"$STATE/logs/validation.log"
+        start_bg validation env -u SCENARIOS_VALIDATION__SERVICE_SOCKET \
+            "$VENV/scenarios" serve-validation --socket "$VALIDATION_SOCKET"
+    fi
     wait_for s3 60 curl -sf "http://127.0.0.1:$S3_PORT/status"
     wait_for prefect-server 120 curl -sf "http://127.0.0.1:$PREFECT_PORT/api/health"
 
@@ -145,6 +153,7 @@ up() {
     }
     echo "deployments: $(grep -oE "'[a-z_-]+/[a-z0-9_-]+'" "$STATE/logs/deploy.log" | sort -u | tr -d "'" | tr '\n' ' ')"
     wait_for worker 60 grep -q "started!" "$STATE/logs/worker.log"
+    wait_for validation 120 grep -q "validation service ready" "$STATE/logs/validation.log"
     echo "stack is up: Prefect UI http://127.0.0.1:$PREFECT_PORT  S3 http://127.0.0.1:$S3_PORT (bucket $BUCKET)  state $STATE"
 }
 
@@ -169,12 +178,12 @@ demo() {
 
 down() {
     stop_bg worker:worker  # before the server, so it does not retry against a stopped API
-    stop_bg prefect-server:server s3:weed
+    stop_bg validation:serve-validation prefect-server:server s3:weed
 }
 
 status() {
     local name match
-    for pair in s3:weed prefect-server:server worker:worker; do
+    for pair in s3:weed prefect-server:server validation:serve-validation worker:worker; do
         name=${pair%%:*} match=${pair#*:}
         if pid_alive "$name" "$match"; then echo "$name: running (pid $(pid_of "$name"))"; else echo "$name: stopped"; fi
     done

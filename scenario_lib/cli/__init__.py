@@ -16,6 +16,7 @@ from scenario_lib.cli import (  # noqa: F401, I001  (importing registers the com
     agent_commands,
     evaluate_commands,
     benchmark_commands,
+    service_command,
 )
 from scenario_lib.cli.app import app
 

@@ -61,7 +61,9 @@ if TYPE_CHECKING:
 
     from scenario_lib.agent.examples import ExampleScript
     from scenario_lib.agent.prompts import PromptSet
+    from scenario_lib.sandbox.pool import SandboxPool
     from scenario_lib.validation.pipeline import Validator
+    from scenario_lib.validation.service import RemoteValidator
 
 MAX_COUNT = 10_000
 MAX_HEADROOM = 10_000
@@ -237,7 +239,7 @@ class GenerationContext:
     """Everything a seed needs besides its number: the store, the validator, the model, tracing."""
 
     store: DatasetStore
-    validator: Validator
+    validator: Validator | RemoteValidator
     chat_model: BaseChatModel
     provider: str
     model: str | None
@@ -250,15 +252,13 @@ class GenerationContext:
     prompts: PromptSet | None = None  # role instructions; None: the defaults
 
 
-def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()) -> Validator:
-    """A validator with its own sandbox pool and check workers, configured from settings; the caller closes it."""
+def make_sandbox_pool(settings: Settings, *, hidden_paths: Sequence[str] = ()) -> SandboxPool:
+    """A sandbox pool configured from settings (not started: workers start at the first build or warm-up)."""
     from scenario_lib.sandbox.limits import SandboxLimits
     from scenario_lib.sandbox.pool import SandboxPool
-    from scenario_lib.validation.check_pool import CheckPool, can_start_workers
-    from scenario_lib.validation.pipeline import HarnessConfig, Validator
 
     sandbox = settings.sandbox
-    pool = SandboxPool(
+    return SandboxPool(
         workers=sandbox.workers,
         limits=SandboxLimits(
             memory_mb=sandbox.memory_limit_mb,
@@ -269,6 +269,20 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
         mode=sandbox.mode,
         hidden_paths=hidden_paths,
     )
+
+
+def make_validator(
+    settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()
+) -> Validator | RemoteValidator:
+    """The validator the settings ask for; the caller closes it.
+
+    With ``validation.service_socket`` set: the shared validation service there (`RemoteValidator`);
+    otherwise a `Validator` with a sandbox pool and check workers of its own.
+    """
+    from scenario_lib.validation.check_pool import CheckPool, can_start_workers
+    from scenario_lib.validation.pipeline import HarnessConfig, Validator
+    from scenario_lib.validation.service import RemoteValidator
+
     validation = settings.validation
     config = HarnessConfig(
         seeds=seeds or validation.seeds,
@@ -278,6 +292,9 @@ def make_validator(settings: Settings, *, seeds: int | None = None, hidden_paths
         mjcf_schema_path=validation.mjcf_schema_path,
         decomposition_cache_dir=validation.decomposition_cache_dir,
     )
+    if validation.service_socket is not None:
+        return RemoteValidator(validation.service_socket, config)
+    pool = make_sandbox_pool(settings, hidden_paths=hidden_paths)
     if not can_start_workers():
         return Validator(pool, config)
     checks = CheckPool(validation.check_workers)
@@ -387,7 +404,7 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
     return found
 
 
-def revalidate_scenario(store: DatasetStore, scenario_id: str, validator: Validator) -> tuple[ScenarioManifest, ValidationReport]:
+def revalidate_scenario(store: DatasetStore, scenario_id: str, validator: Validator | RemoteValidator) -> tuple[ScenarioManifest, ValidationReport]:
     """Validate a staged scenario's script again with today's stages (its seed, so the same harness) and,
     when it still passes, commit the folder again with the new report, demonstration and manifest.
 

@@ -285,13 +285,13 @@ def run_deployment(stack: Stack, name: str, *params: str) -> DeploymentRun:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    worker, server = stack.pid("worker"), stack.pid("prefect-server")
+    worker, server, service = stack.pid("worker"), stack.pid("prefect-server"), stack.pid("validation")
     command = [PREFECT, "deployment", "run", name, "--watch", "--watch-interval", "1"]
     for param in params:
         command += ["-p", param]
-    cpu0, server0, machine0 = tree_cpu_s(worker), tree_cpu_s(server), machine_busy_s()
+    cpu0, server0, machine0 = tree_cpu_s(worker) + tree_cpu_s(service), tree_cpu_s(server), machine_busy_s()
     started = time.perf_counter()
-    with PeakSampler(lambda: tree_pss_mb(worker), interval_s=2.0) as memory:
+    with PeakSampler(lambda: tree_pss_mb(worker) + tree_pss_mb(service), interval_s=2.0) as memory:
         done = stack.run(*command, timeout=3600)
     wall_s = time.perf_counter() - started
     output = done.stdout + done.stderr
@@ -300,7 +300,7 @@ def run_deployment(stack: Stack, name: str, *params: str) -> DeploymentRun:
         raise SystemExit(f"{name}: no flow run created:\n{output}")
     flow_run_id = UUID(match[1])
     time.sleep(1.5)  # let the worker reap the flow-run process, so its CPU lands in the worker's child times
-    cpu1, server1, machine1 = tree_cpu_s(worker), tree_cpu_s(server), machine_busy_s()
+    cpu1, server1, machine1 = tree_cpu_s(worker) + tree_cpu_s(service), tree_cpu_s(server), machine_busy_s()
     with SyncPrefectClient(stack.env["PREFECT_API_URL"]) as client:
         flow_run = client.read_flow_run(flow_run_id)
         task_runs: list[Any] = []
@@ -462,7 +462,7 @@ def deployment_rows(stack: Stack, limit: float, args: argparse.Namespace, result
             note="/proc/stat, every process of the machine"),
         Row("  Prefect server CPU per seed task run", big.server_cpu_s / max(1, len(seed_task_runs)), "CPU-s"),
         Row("  task-run wall outside its slot (median)", median(outside) if outside else None, "s"),
-        Row("  peak memory of the worker tree (PSS)", big.peak_pss_mb, "MiB"),
+        Row("  peak memory of the worker and validation-service trees (PSS)", big.peak_pss_mb, "MiB"),
     ]
     runs = {"tier1_10": ten, "tier1_sustained": big}
     if args.long_count:

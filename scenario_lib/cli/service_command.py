@@ -22,7 +22,11 @@ def serve_validation(
 ) -> None:
     """Keep warm sandbox and check workers and validate for every flow run and CLI call that sets
     SCENARIOS_VALIDATION__SERVICE_SOCKET to --socket; stops on SIGTERM or Ctrl-C."""
+    import logging
+
     settings = load_cli_settings()
+    # One line per validation in the service's log (the stack keeps it in .state/logs/validation.log).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.validation.service_socket is not None:
         fail("SCENARIOS_VALIDATION__SERVICE_SOCKET is set in this environment: a service would forward to itself; unset it here")
 

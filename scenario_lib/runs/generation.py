@@ -295,6 +295,7 @@ def make_validator(
     if validation.service_socket is not None:
         return RemoteValidator(validation.service_socket, config)
     pool = make_sandbox_pool(settings, hidden_paths=hidden_paths)
+    pool.start()  # its workers import build123d while the caller sets up and the agent plans
     if not can_start_workers():
         return Validator(pool, config)
     checks = CheckPool(validation.check_workers)

@@ -315,6 +315,10 @@ class SandboxPool:
     def _spawn(self, worker: _Worker) -> None:
         self._spawner.submit(worker.spawn).result()
 
+    def start(self) -> None:
+        """Start every worker now, without waiting for them (they import build123d in the background)."""
+        self._start_all()
+
     def warm_up(self) -> list[float]:
         """Start every worker now and wait until all are ready; returns each one's start-up time (s)."""
         self._start_all()

@@ -107,12 +107,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 answer: tuple[str, object] = ("ok", {"pid": os.getpid(), "sandbox": self.server.pool.mode.value})
             else:
                 validator = Validator(self.server.pool, request["config"], self.server.checks)
-                answer = (
-                    "ok",
-                    validator.validate_script(
-                        request["source"], base_seed=request["base_seed"], render_preview=request["render_preview"]
-                    ),
+                report, base = validator.validate_script(
+                    request["source"], base_seed=request["base_seed"], render_preview=request["render_preview"]
                 )
+                logger.info(
+                    "validated script %s at base seed %d over %d seed(s): %s in %.2f s",
+                    report.script_sha256[:12], request["base_seed"], len(report.seeds),
+                    "passed" if report.passed else "failed", report.duration_s,
+                )  # fmt: skip
+                answer = ("ok", (report, base))
         except ScenarioError as err:
             answer = ("error", err)
         except Exception as err:  # an unexpected failure: the caller gets it as a SandboxError, the log the traceback

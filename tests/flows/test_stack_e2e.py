@@ -37,6 +37,9 @@ def test_generate_test_dummy_then_promote_through_the_deployments(prefect_stack:
     assert flow_run.state.is_completed()
     run_id = flow_run.name  # the flow names its run after the run id
     print(f"generate/test_dummy count=2: {generated.wall_s:.1f} s from `prefect deployment run` to Completed")
+    # The flow run validated on the stack's long-lived service, not on pools of its own.
+    service_log = stack.log("validation")
+    assert "validated script" in service_log and "at base seed 0 " in service_log and "at base seed 1 " in service_log
 
     store = stack.store()
     assert store.url.startswith("s3://") and stack.s3_endpoint.startswith("http://127.0.0.1:")

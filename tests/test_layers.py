@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "scenario_lib"
-LEAVES = {"contract", "coverage", "errors", "config", "exports", "report", "tiers", "tracing", "store"}
+LEAVES = {"closing", "contract", "coverage", "errors", "config", "exports", "report", "tiers", "tracing", "store"}
 # What each layer may import besides the leaves (and itself).
 ALLOWED: dict[str, set[str]] = {
     "store": {"config", "errors"},
@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "config": set(),
     "exports": set(),
+    "closing": set(),
     "coverage": {"tiers"},
     "scene": set(),
     "sandbox": {"scene"},

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scenario_lib.closing import Closing
 from scenario_lib.config import SandboxMode
 from scenario_lib.errors import ConfigError, SandboxError
 from scenario_lib.sandbox.command import (
@@ -261,7 +262,7 @@ def _kill_tree(root: int) -> None:
 # The pool
 
 
-class SandboxPool:
+class SandboxPool(Closing):
     """A warm pool of sandboxed workers that run ``build(seed, scale)`` of untrusted scripts.
 
     Workers start lazily (all of them, in parallel, at the first build) and are replaced when they die
@@ -296,12 +297,6 @@ class SandboxPool:
     @property
     def workers(self) -> int:
         return len(self._workers)
-
-    def __enter__(self) -> SandboxPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop every worker (idempotent)."""

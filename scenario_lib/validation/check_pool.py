@@ -24,6 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from scenario_lib.closing import Closing
 from scenario_lib.errors import ConfigError, SandboxError
 
 ResultT = TypeVar("ResultT")
@@ -74,7 +75,7 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-class CheckPool:
+class CheckPool(Closing):
     """``workers`` long-lived processes that run picklable check functions; thread-safe."""
 
     def __init__(self, workers: int | None = None) -> None:
@@ -85,12 +86,6 @@ class CheckPool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
-
-    def __enter__(self) -> CheckPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:

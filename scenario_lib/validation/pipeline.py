@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scenario_lib.closing import Closing
 from scenario_lib.contract import Collision, ScaleLimits, Scenario
 from scenario_lib.errors import ConfigError, GeometryError, MjcfError, ScenarioError
 from scenario_lib.report import STAGE_ORDER, SeedReport, Stage, StageResult, ValidationReport, Verdict
@@ -138,7 +139,7 @@ def _skipped(after: Stage) -> list[StageResult]:
     ]
 
 
-class Validator:
+class Validator(Closing):
     """Validates scenario scripts with a sandbox pool and a harness configuration."""
 
     def __init__(self, pool: SandboxPool, config: HarnessConfig = HarnessConfig(), checks: CheckPool | None = None) -> None:
@@ -146,12 +147,6 @@ class Validator:
         self.pool = pool
         self.config = config
         self.checks = checks
-
-    def __enter__(self) -> Validator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop the sandbox workers and the check workers."""

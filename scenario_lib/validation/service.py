@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from scenario_lib.closing import Closing
 from scenario_lib.errors import ConfigError, SandboxError, ScenarioError
 from scenario_lib.report import ValidationReport
 from scenario_lib.sandbox.pool import SandboxPool
@@ -155,19 +156,13 @@ class ValidationServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         self.checks.close()
 
 
-class RemoteValidator:
+class RemoteValidator(Closing):
     """A `ScriptValidator` that validates on a `ValidationServer`, with this caller's harness settings."""
 
     def __init__(self, socket_path: Path, config: HarnessConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.socket_path = Path(socket_path)
         self.config = config
         self.timeout_s = timeout_s
-
-    def __enter__(self) -> RemoteValidator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Nothing to stop: the server outlives its callers."""

@@ -53,8 +53,8 @@ def report(flow_run_id: UUID, ui_url: str) -> int:
     from prefect.client.orchestration import get_client
 
     from scenario_lib.config import load_settings
-    from scenario_lib.runs.generation import open_store
     from scenario_lib.store.commit import list_scenarios
+    from scenario_lib.store.dataset import DatasetStore
     from scenario_lib.store.layout import STAGING_PREFIX, parse_scenario_id
 
     with get_client(sync_client=True) as client:
@@ -62,7 +62,7 @@ def report(flow_run_id: UUID, ui_url: str) -> int:
     state = flow_run.state
     run_id = flow_run.name  # the generate flow names its flow run after the run id
     settings = load_settings()
-    store = open_store(settings)
+    store = DatasetStore.from_settings(settings.store)
     staged = [sid for sid in list_scenarios(store, STAGING_PREFIX) if parse_scenario_id(sid)[0] == run_id]
     print()
     print(f"flow run {flow_run.name}: {state.name if state else 'unknown'}{f' ({state.message})' if state and state.message else ''}")

@@ -37,6 +37,13 @@ def test_generate_test_dummy_then_promote_through_the_deployments(prefect_stack:
     assert flow_run.state.is_completed()
     run_id = flow_run.name  # the flow names its run after the run id
     print(f"generate/test_dummy count=2: {generated.wall_s:.1f} s from `prefect deployment run` to Completed")
+    # What `make demo` prints after its run: where the scenarios are and how to go on.
+    reported = stack.run(
+        str(REPO / ".venv" / "bin" / "python"), "scripts/stack_admin.py", "report", str(generated.flow_run_id),
+        "--ui", "http://127.0.0.1:4200",
+    )  # fmt: skip
+    assert reported.returncode == 0, reported.stdout + reported.stderr
+    assert f"flow run {run_id}: Completed" in reported.stdout and "2 scenarios staged in s3://" in reported.stdout
     # The flow run validated on the stack's long-lived service, not on pools of its own.
     service_log = stack.log("validation")
     assert "validated script" in service_log and "at base seed 0 " in service_log and "at base seed 1 " in service_log

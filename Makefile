@@ -27,7 +27,8 @@ stress: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/validation_bench.py
 
-# Issue 6's throughput bars, end to end on its own stack (~10 min; --series 10,100 or --sustained-count to shorten).
+# The throughput bars (issue 11): in-process CLI and the deployment on a stack of its own (~10 min; --no-deployment,
+# --cli-count or --sustained-count to shorten, --long-count 1000 for the linearity run).
 bench-throughput: $(STAMP)
 	$(PY) bench/throughput_bench.py $(ARGS)
 

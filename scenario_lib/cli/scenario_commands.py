@@ -81,10 +81,10 @@ def revalidate(
     dataset = open_cli_store(settings)
 
     def run() -> list[tuple[str, bool, str]]:
-        from scenario_lib.runs.generation import make_validator, revalidate_scenario
+        from scenario_lib.runs.generation import hidden_paths_of, make_validator, revalidate_scenario
 
         results = []
-        validator = make_validator(settings, hidden_paths=[str(dataset.local_root)] if dataset.local_root else [])
+        validator = make_validator(settings, hidden_paths=hidden_paths_of(dataset))
         with validator:
             for scenario_id in scenario_ids:
                 manifest, report = revalidate_scenario(dataset, scenario_id, validator)

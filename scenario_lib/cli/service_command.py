@@ -31,17 +31,14 @@ def serve_validation(
         fail("SCENARIOS_VALIDATION__SERVICE_SOCKET is set in this environment: a service would forward to itself; unset it here")
 
     def start() -> ValidationServer:
-        from scenario_lib.runs.generation import make_sandbox_pool
+        from scenario_lib.runs.generation import hidden_paths_of, make_sandbox_pool
         from scenario_lib.store.dataset import DatasetStore
         from scenario_lib.validation.check_pool import CheckPool
         from scenario_lib.validation.service import ValidationServer
 
         store = DatasetStore.from_settings(settings.store)
-        # As in-process runs: the sandbox must not read the scenarios of a local store.
-        hidden = [str(store.local_root)] if store.local_root is not None else []
-        server = ValidationServer(
-            socket_path, make_sandbox_pool(settings, hidden_paths=hidden), CheckPool(settings.validation.check_workers)
-        )
+        pool = make_sandbox_pool(settings, hidden_paths=hidden_paths_of(store))
+        server = ValidationServer(socket_path, pool, CheckPool(settings.validation.check_workers))
         server.warm_up()
         return server
 

@@ -252,6 +252,11 @@ class GenerationContext:
     prompts: PromptSet | None = None  # role instructions; None: the defaults
 
 
+def hidden_paths_of(store: DatasetStore) -> list[str]:
+    """What a sandbox beside ``store`` must not read: a local store's folder (its scenarios, their traces)."""
+    return [str(store.local_root)] if store.local_root is not None else []
+
+
 def make_sandbox_pool(settings: Settings, *, hidden_paths: Sequence[str] = ()) -> SandboxPool:
     """A sandbox pool configured from settings (not started: workers start at the first build or warm-up)."""
     from scenario_lib.sandbox.limits import SandboxLimits
@@ -322,9 +327,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     examples = [*family_examples(), *stored_examples(store)]
     secrets = settings.secret_values()
     chat_model = make_chat_model(llm)
-    # The sandbox must not read other scenarios (or their traces) of a local store.
-    hidden = [str(store.local_root)] if store.local_root is not None else []
-    validator = make_validator(settings, hidden_paths=hidden)
+    validator = make_validator(settings, hidden_paths=hidden_paths_of(store))
     # Spans are spooled to a local file and stored under traces/ when the context closes: one path
     # for a local folder and S3, which cannot append.
     spool_dir = Path(tempfile.mkdtemp(prefix="scenario-traces-"))

@@ -111,7 +111,7 @@ class CheckPool(Closing):
         """Start every worker in the background (returns at once); `warm_up` waits for them."""
         executor = self._current()
         for _ in range(self.workers):
-            executor.submit(_worker_pid)
+            executor.submit(os.getpid)  # each submit spawns a worker while none is idle; no pause needed
 
     def warm_up(self) -> list[int]:
         """Start every worker and import the checks' libraries in it; returns the workers' process ids."""

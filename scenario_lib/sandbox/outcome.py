@@ -116,7 +116,7 @@ def _outcome_without_result(
     )
 
 
-def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOutcome:
+def _outcome_from_result(result: bytes, tail: str, duration_s: float, *, meshes: bool) -> BuildOutcome:
     """Parse and check the job child's framed result (untrusted: it may be forged by the script)."""
     from pydantic import ValidationError
 
@@ -141,7 +141,7 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
         scenario_json = header["scenario_json"]
         if not isinstance(scenario_json, str):
             raise ValueError("scenario_json has the wrong type")
-        meshes, checks = _split_meshes(header["bodies"], payload)
+        body_meshes, checks = _split_meshes(header["bodies"], payload)
     except (ValueError, KeyError, TypeError, GeometryError, UnicodeDecodeError, OverflowError, RecursionError) as err:
         # The script can write the result file itself: an integer too large for a float (OverflowError)
         # or JSON nested thousands deep (RecursionError) must fail the build, not the host.
@@ -162,17 +162,19 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float) -> BuildOu
             output_tail=tail,
             duration_s=duration_s,
         )
-    names = [body.name for body in scenario.bodies]
-    if sorted(names) != sorted(meshes):
+    if not meshes:  # none were asked for: whatever came (a forgery) is dropped unread
+        body_meshes, checks = {}, {}
+    names = [body.name for body in scenario.bodies] if meshes else []
+    if sorted(names) != sorted(body_meshes):
         return BuildOutcome.failed(
             BuildFailure.CRASH,
-            f"the sandbox returned meshes for {sorted(meshes)} but the scenario has bodies {sorted(names)}",
+            f"the sandbox returned meshes for {sorted(body_meshes)} but the scenario has bodies {sorted(names)}",
             output_tail=tail,
             duration_s=duration_s,
         )
     return BuildOutcome(
         scenario_json=scenario_json,
-        meshes=meshes,
+        meshes=body_meshes,
         part_checks=checks,
         output_tail=tail,
         duration_s=duration_s,
@@ -203,13 +205,15 @@ def _split_meshes(bodies: object, payload: bytes) -> tuple[dict[str, bytes], dic
 
 
 def outcome_from_worker(
-    done: Mapping[str, Any], result: bytes, limits: SandboxLimits, duration_s: float
+    done: Mapping[str, Any], result: bytes, limits: SandboxLimits, duration_s: float, *, meshes: bool = True
 ) -> BuildOutcome:
-    """Turn a worker's ``done`` message and the job's raw result into a `BuildOutcome`."""
+    """Turn a worker's ``done`` message and the build's raw result into a `BuildOutcome`.
+
+    ``meshes``: whether the build was asked for part checks and meshes (`BuildRequest.check_parts`)."""
     tail_value = done.get("output_tail", "")
     tail = tail_value[-OUTPUT_TAIL_BYTES:] if isinstance(tail_value, str) else ""
     if result:
-        return _outcome_from_result(result, tail, duration_s)
+        return _outcome_from_result(result, tail, duration_s, meshes=meshes)
     return _outcome_without_result(done, limits, tail, duration_s)
 
 

@@ -1,7 +1,7 @@
 """Run untrusted scenario scripts in a warm pool of sandboxed worker processes.
 
 Each worker is a long-lived Python process (``scenario_lib.sandbox.runner``) that has build123d already
-imported and forks one short-lived child per job, started by the command of
+imported and forks a short-lived child per job (one script's series of builds), started by the command of
 `scenario_lib.sandbox.command` (bubblewrap, or resource limits only) and spoken to in the frames of
 `scenario_lib.sandbox.protocol`. What comes back is untrusted data, turned into a `BuildOutcome` by
 `scenario_lib.sandbox.outcome`. See ``docs/sandbox.md``.
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,18 @@ class BuildRequest:
     scale: tuple[float, float, float]
     stl_tolerance_mm: float = 0.05
     stl_angular_tolerance_rad: float = 0.2
+    # False: only build and check the contract (no part checks, no meshes), e.g. to read declared limits.
+    check_parts: bool = True
+
+    def to_job(self) -> dict[str, Any]:
+        """The build's entry in a worker job (see `scenario_lib.sandbox.runner`)."""
+        return {
+            "seed": int(self.seed),
+            "scale": [float(value) for value in self.scale],
+            "stl_tolerance_mm": float(self.stl_tolerance_mm),
+            "stl_angular_tolerance_rad": float(self.stl_angular_tolerance_rad),
+            "check_parts": bool(self.check_parts),
+        }
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -156,19 +168,24 @@ class _Worker:
         self.threads = header.get("threads")
         self.ready = True
 
-    def run(self, job: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """Send one job and wait for its result; raises _WorkerLost or Deadline (wall limit)."""
+    def run(self, job: Mapping[str, Any], answers: int) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Send one job and yield its ``answers`` results as they come, each within the wall-clock limit;
+        raises _WorkerLost or Deadline."""
         assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
-        deadline = time.monotonic() + self.limits.wall_s
         try:
             write_frame(self.process.stdin.fileno(), job)
-            max_payload = self.limits.max_output_mb * 1024 * 1024 + MAX_HEADER_BYTES
-            header, payload = read_frame(self.process.stdout.fileno(), deadline, max_payload_bytes=max_payload)
-        except (PipeClosed, BrokenPipeError, ValueError) as err:
+        except (BrokenPipeError, ValueError) as err:
             raise _WorkerLost(str(err)) from err
-        if header.get("op") != "done":
-            raise _WorkerLost(f"unexpected message {header!r:.200}")
-        return header, payload
+        max_payload = self.limits.max_output_mb * 1024 * 1024 + MAX_HEADER_BYTES
+        for _ in range(answers):
+            deadline = time.monotonic() + self.limits.wall_s
+            try:
+                header, payload = read_frame(self.process.stdout.fileno(), deadline, max_payload_bytes=max_payload)
+            except (PipeClosed, ValueError) as err:
+                raise _WorkerLost(str(err)) from err
+            if header.get("op") != "done":
+                raise _WorkerLost(f"unexpected message {header!r:.200}")
+            yield header, payload
 
     def kill(self) -> None:
         """Kill the worker and everything it started, and reap it."""
@@ -336,28 +353,46 @@ class SandboxPool(Closing):
         Every failure of the script becomes a failed `BuildOutcome`; only a sandbox that cannot start
         raises `SandboxError`.
         """
+        return self.run_series(script_source, [request])[0]
+
+    def run_series(self, script_source: str, requests: Sequence[BuildRequest]) -> list[BuildOutcome]:
+        """`run_build` for each request, one after another on one worker (one child while none fails hard)."""
         source_bytes = len(script_source.encode("utf-8", "surrogatepass"))
         if source_bytes > MAX_SCRIPT_BYTES:
-            return BuildOutcome.failed(
+            too_big = BuildOutcome.failed(
                 BuildFailure.IMPORT,
                 f"the script is {source_bytes} bytes, over the {MAX_SCRIPT_BYTES} byte limit; keep scripts small",
             )
+            return [too_big for _ in requests]
         self._start_all()
         worker = self._idle.get()
         try:
-            return self._run_on(worker, script_source, request)
+            outcomes: list[BuildOutcome] = []
+            while len(outcomes) < len(requests):
+                outcomes += self._run_on(worker, script_source, requests[len(outcomes) :])
+            return outcomes
         finally:
             self._idle.put(worker)
 
     def map_builds(self, script_source: str, requests: Sequence[BuildRequest]) -> list[BuildOutcome]:
-        """`run_build` for each request, spread over the workers in parallel; results in request order."""
+        """`run_build` for each request, in one series per worker in parallel; results in request order.
+
+        Each series is a contiguous run of ``requests``, so the first request is the first build of a
+        fresh child, exactly as `run_build` would make it.
+        """
         if not requests:
             return []
         self._start_all()
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(requests))) as executor:
-            return list(executor.map(lambda request: self.run_build(script_source, request), requests))
+        parts = min(self.workers, len(requests))
+        bounds = [len(requests) * part // parts for part in range(parts + 1)]
+        series = [requests[low:high] for low, high in zip(bounds, bounds[1:])]
+        with ThreadPoolExecutor(max_workers=parts) as executor:
+            answers = list(executor.map(lambda part: self.run_series(script_source, part), series))
+        return [outcome for part in answers for outcome in part]
 
-    def _run_on(self, worker: _Worker, script_source: str, request: BuildRequest) -> BuildOutcome:
+    def _run_on(self, worker: _Worker, script_source: str, requests: Sequence[BuildRequest]) -> list[BuildOutcome]:
+        """Run ``requests`` as one job on ``worker``: their outcomes, up to and including the first that
+        ended the worker (a timeout or a lost worker; it is then replaced)."""
         with self._lock:
             if self._closed:
                 raise SandboxError("the sandbox pool is closed; create a new SandboxPool")
@@ -368,10 +403,7 @@ class SandboxPool(Closing):
         job = {
             "op": "build",
             "source": script_source,
-            "seed": int(request.seed),
-            "scale": [float(value) for value in request.scale],
-            "stl_tolerance_mm": float(request.stl_tolerance_mm),
-            "stl_angular_tolerance_rad": float(request.stl_angular_tolerance_rad),
+            "builds": [request.to_job() for request in requests],
             "limits": {
                 "memory_mb": self.limits.memory_mb,
                 "cpu_s": self.limits.cpu_s,
@@ -380,29 +412,41 @@ class SandboxPool(Closing):
                 "max_open_files": self.limits.max_open_files,
             },
         }
+        outcomes: list[BuildOutcome] = []
         started = time.monotonic()
         try:
-            done, result = worker.run(job)
+            for done, result in worker.run(job, len(requests)):
+                request = requests[len(outcomes)]
+                outcomes.append(
+                    outcome_from_worker(done, result, self.limits, time.monotonic() - started, meshes=request.check_parts)
+                )
+                started = time.monotonic()
         except Deadline:
             self._replace(worker)
-            return BuildOutcome.failed(
-                BuildFailure.TIMEOUT,
-                f"build(seed={request.seed}, scale={request.scale}) did not finish within the wall-clock limit of "
-                f"{self.limits.wall_s} s (sleeping, blocked or too slow); make it faster or raise "
-                "SCENARIOS_SANDBOX__WALL_LIMIT_S",
-                duration_s=time.monotonic() - started,
+            request = requests[len(outcomes)]
+            outcomes.append(
+                BuildOutcome.failed(
+                    BuildFailure.TIMEOUT,
+                    f"build(seed={request.seed}, scale={request.scale}) did not finish within the wall-clock limit "
+                    f"of {self.limits.wall_s} s (sleeping, blocked or too slow); make it faster or raise "
+                    "SCENARIOS_SANDBOX__WALL_LIMIT_S",
+                    duration_s=time.monotonic() - started,
+                )
             )
         except _WorkerLost as err:
             self._replace(worker)
-            return BuildOutcome.failed(
-                BuildFailure.CRASH,
-                f"the sandbox worker died while running build(seed={request.seed}) "
-                f"({str(err) or 'its pipe closed'}): the "
-                "script killed its parent process or every process it could reach; a script must only return "
-                "a Scenario",
-                duration_s=time.monotonic() - started,
+            request = requests[len(outcomes)]
+            outcomes.append(
+                BuildOutcome.failed(
+                    BuildFailure.CRASH,
+                    f"the sandbox worker died while running build(seed={request.seed}) "
+                    f"({str(err) or 'its pipe closed'}): the "
+                    "script killed its parent process or every process it could reach; a script must only return "
+                    "a Scenario",
+                    duration_s=time.monotonic() - started,
+                )
             )
-        return outcome_from_worker(done, result, self.limits, time.monotonic() - started)
+        return outcomes
 
     def _replace(self, worker: _Worker) -> None:
         """Kill a worker and start its successor at once, so it warms up while others work."""

@@ -1,10 +1,18 @@
-"""The sandboxed side of `scenario_lib.sandbox.pool`: a warm worker that forks one child per build.
+"""The sandboxed side of `scenario_lib.sandbox.pool`: a warm worker that forks one child per series of builds.
 
 Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR [--clean-scratch]``, usually inside
 bubblewrap as uid 65534. The worker imports build123d once, tells the host it is ready, then loops:
-read a ``build`` frame on stdin, fork a child that runs the script under resource limits in its own job
-folder, wait for it, kill whatever it left running, and answer with a ``done`` frame whose payload is
-the child's result file, passed on unread (the host parses it as untrusted data).
+read a ``build`` frame on stdin (one script and the seeds and scales to build it at), fork a child that
+runs the builds one after another under resource limits in its own job folder, and answer each build
+with a ``done`` frame whose payload is the child's result file for it, passed on unread (the host parses
+it as untrusted data). A child that dies mid-series (a crash, a limit) is answered for the build it was
+running from its exit status, and a fresh child takes the builds after it. When the series is over,
+whatever the script left running is killed.
+
+One child per series rather than per build: a fresh fork of the worker pays for copying its ~250 MB
+address space on write, about two thirds of a small build's CPU here. The builds of a series are of
+the same script, so they share nothing another script could see; before each build the child resets
+the global random generators to one fixed state and imports the script anew.
 
 The messages both sides exchange are `scenario_lib.sandbox.protocol`. This module imports nothing heavy
 at module level.
@@ -17,16 +25,18 @@ import errno
 import gc
 import importlib.util
 import inspect
+import math
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import stat
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,8 +51,8 @@ from scenario_lib.sandbox.protocol import (
 
 SCRIPT_MODULE = "scenario_script"
 SCRIPT_FILE = f"{SCRIPT_MODULE}.py"
-OUTPUT_FILE = "output.log"
-RESULT_FILE = "result.bin"
+OUTPUT_FILE = "output-{index}.log"  # the script's stdout and stderr during build ``index`` of the series
+RESULT_FILE = "result-{index}.bin"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -98,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         job_number += 1
         job_dir = scratch / f"job{job_number}"
-        write_frame(host_out, *_run_job(request, job_dir, (host_in, host_out), own_pid_namespace))
+        for done, result in _run_job(request, job_dir, (host_in, host_out), own_pid_namespace):
+            write_frame(host_out, done, result)
         if clean_scratch:
             remove_job_files(scratch, mount_points)
         else:
@@ -152,32 +163,112 @@ def _collapse_to_huge_pages() -> None:
 
 def _run_job(
     request: Mapping[str, Any], job_dir: Path, host_fds: tuple[int, int], own_pid_namespace: bool
-) -> tuple[dict[str, Any], bytes]:
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Run the job's series of builds: each build's ``done`` message and raw result, in order."""
+    builds = request.get("builds")
+    if not isinstance(builds, list) or not builds:
+        return
     job_dir.mkdir(mode=0o700)
+    first = 0
+    while first < len(builds):
+        first += yield from _run_child(request, first, len(builds), job_dir, host_fds, own_pid_namespace)
+
+
+def _run_child(
+    request: Mapping[str, Any], first: int, count: int, job_dir: Path, host_fds: tuple[int, int], own_pid_namespace: bool
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Fork one child for builds ``first..count-1``; yield each one's answer; return how many were answered.
+
+    The child writes a byte to a pipe after each result file but the last; when it exits or dies, the
+    build it was in is answered from its result file and exit status.
+    """
+    limits = request.get("limits", {})
+    cap = int(limits.get("max_output_mb", 256)) * _MB + 16 * _MB
+    progress_read, progress_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         try:
-            _child(request, job_dir, host_fds)
+            os.close(progress_read)
+            _child(request, first, job_dir, host_fds, progress_write)
         finally:
             os._exit(70)
-    _, status, usage = os.wait4(pid, 0)
-    wall_s = time.monotonic() - started
+    os.close(progress_write)
+    answered = 0
+    cpu_before = 0.0
+
+    def done(index: int, cpu_s: float, **status: Any) -> dict[str, Any]:
+        tail = _read_regular(job_dir / OUTPUT_FILE.format(index=index), OUTPUT_TAIL_BYTES, tail=True)
+        return {
+            "op": "done",
+            **status,
+            "cpu_s": round(max(0.0, cpu_s), 4),
+            "wall_s": round(time.monotonic() - started, 4),
+            "output_tail": tail.decode("utf-8", "replace"),
+        }
+
+    try:
+        # One byte per finished build but the last, which is answered once the child has exited (as the
+        # build a child dies in is); more bytes (the script can write to the pipe) only end the wait early.
+        while first + answered < count - 1 and _next_progress(progress_read, pid):
+            index = first + answered
+            cpu_now = _cpu_of(pid)
+            yield done(index, cpu_now - cpu_before, exit_code=0, signal=None), _read_regular(
+                job_dir / RESULT_FILE.format(index=index), cap
+            )
+            cpu_before, started = cpu_now, time.monotonic()
+            answered += 1
+    finally:
+        os.close(progress_read)
+        _, status, usage = os.wait4(pid, 0)
+    # What the child started must not outlive it (a fork bomb, a daemon), nor run beside the next child.
     _kill_leftovers(own_pid_namespace)
-    done: dict[str, Any] = {
-        "op": "done",
-        "exit_code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
-        "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "wall_s": round(wall_s, 4),
-        "output_tail": _read_regular(job_dir / OUTPUT_FILE, OUTPUT_TAIL_BYTES, tail=True).decode("utf-8", "replace"),
-    }
-    limits = request.get("limits", {})
-    cap = int(limits.get("max_output_mb", 256)) * _MB + 16 * _MB
-    return done, _read_regular(job_dir / RESULT_FILE, cap)
+    index = first + answered
+    yield done(
+        index,
+        usage.ru_utime + usage.ru_stime - cpu_before,
+        exit_code=os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
+        signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        max_rss_mb=round(usage.ru_maxrss / 1024, 1),
+    ), _read_regular(job_dir / RESULT_FILE.format(index=index), cap)
+    return answered + 1
+
+
+def _next_progress(progress: int, pid: int) -> bool:
+    """Wait for the child's next progress byte (True) or its exit (False).
+
+    Not for EOF on the pipe: processes the script started hold its write end after the child is gone.
+    A byte written before the child exited still counts.
+    """
+    try:
+        exited = os.pidfd_open(pid)
+    except OSError:  # no pidfd (Linux < 5.3): poll for the exit
+        exited = None
+    try:
+        while True:
+            watched = [progress] if exited is None else [progress, exited]
+            readable, _, _ = select.select(watched, [], [], 0.05 if exited is None else None)
+            if progress in readable:
+                return bool(os.read(progress, 1))
+            if exited is not None and exited in readable:
+                return False
+            if exited is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return False
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc (0.0 where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _kill_leftovers(own_pid_namespace: bool) -> None:
@@ -308,37 +399,64 @@ def remove_job_files(folder: Path, mount_points: frozenset[Path]) -> None:
 # The job child: everything below runs in the forked process that executes untrusted code.
 
 
-def _child(request: Mapping[str, Any], job_dir: Path, host_fds: tuple[int, ...]) -> NoReturn:
+def _child(request: Mapping[str, Any], first: int, job_dir: Path, host_fds: tuple[int, ...], progress: int) -> NoReturn:
     # The worker may die (the script can kill it); then so must we.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     for fd in host_fds:
         os.close(fd)
     os.chdir(job_dir)
-    log = os.open(OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     for fd in _open_fds():
-        if fd > 2:
+        if fd > 2 and fd != progress:
             try:
                 os.close(fd)
             except OSError:
                 pass
+    builds: Sequence[Mapping[str, Any]] = request["builds"]
     limits = request.get("limits", {})
-    _set_limits(limits)
+    _set_limits(limits, len(builds) - first)
     os.environ.clear()
     os.environ.update(
         {"PATH": "/usr/bin:/bin", "HOME": str(job_dir), "TMPDIR": str(job_dir), "LANG": "C.UTF-8"}
         | {key: "1" for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     )
-    header, payload = _build(request, job_dir)
-    for stream in (sys.stdout, sys.stderr):
+    for index in range(first, len(builds)):
+        log = os.open(OUTPUT_FILE.format(index=index), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        _allow_cpu(int(limits.get("cpu_s", 60)))
+        _reset_random_generators()
+        header, payload = _build({**request, **builds[index]}, job_dir)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the log hit the file-size limit, or the script closed it
+                pass
+        if not _write_result(header, payload, job_dir / RESULT_FILE.format(index=index)):
+            os._exit(EXIT_RESULT_UNWRITABLE)
+        if index == len(builds) - 1:
+            break
         try:
-            stream.flush()
-        except (OSError, ValueError):  # the log hit the file-size limit, or the script closed it
-            pass
-    os._exit(0 if _write_result(header, payload, job_dir) else EXIT_RESULT_UNWRITABLE)
+            os.write(progress, b".")
+        except OSError:  # the worker is gone
+            break
+    os._exit(0)
+
+
+def _reset_random_generators() -> None:
+    """Start the global random generators (`random`, numpy's once loaded) from one fixed state.
+
+    A script that draws from them unseeded then builds the same for the same seed and scale, whichever
+    worker runs it and whatever builds came before it in the series.
+    """
+    import random
+
+    random.seed(0)
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed(0)
 
 
 def _open_fds() -> list[int]:
@@ -348,14 +466,16 @@ def _open_fds() -> list[int]:
         return list(range(3, 256))
 
 
-def _set_limits(limits: Mapping[str, Any]) -> None:
+def _set_limits(limits: Mapping[str, Any], builds: int) -> None:
+    """The child's limits; CPU: the hard limit covers its ``builds`` builds, `_allow_cpu` gives each its share."""
     memory = int(limits.get("memory_mb", 2048)) * _MB
     cpu_s = int(limits.get("cpu_s", 60))
     output = int(limits.get("max_output_mb", 256)) * _MB
     for kind, soft, hard in (
         (resource.RLIMIT_AS, memory, memory),
-        # SIGXCPU at the soft limit; SIGKILL one second later if the script ignores it.
-        (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
+        # SIGXCPU at the soft limit; SIGKILL at the hard one if the script ignores it (or raised its soft
+        # limit: the host's wall-clock limit per build still holds).
+        (resource.RLIMIT_CPU, cpu_s, builds * (cpu_s + 1)),
         (resource.RLIMIT_FSIZE, output, output),
         (resource.RLIMIT_NPROC, int(limits.get("max_processes", 64)), int(limits.get("max_processes", 64))),
         (resource.RLIMIT_NOFILE, int(limits.get("max_open_files", 256)), int(limits.get("max_open_files", 256))),
@@ -364,8 +484,15 @@ def _set_limits(limits: Mapping[str, Any]) -> None:
         resource.setrlimit(kind, (soft, hard))
 
 
-def _write_result(header: Mapping[str, Any], payload: bytes, job_dir: Path) -> bool:
-    path = job_dir / RESULT_FILE
+def _allow_cpu(cpu_s: int) -> None:
+    """Move the soft CPU limit to ``cpu_s`` seconds from now (RLIMIT_CPU counts the child's whole life)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime) + cpu_s
+    resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard), hard))
+
+
+def _write_result(header: Mapping[str, Any], payload: bytes, path: Path) -> bool:
     frames = [encode_frame(header, payload)]
     if payload:
         # If the meshes do not fit under the file-size limit, still report why.
@@ -483,6 +610,7 @@ def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], b
     started = time.perf_counter()
     bodies: list[dict[str, Any]] = []
     meshes: list[bytes] = []
+    check_parts = request.get("check_parts", True) is not False
     for body in scenario.bodies:
         part = body.part
         if part is None or not _is_shape(part):
@@ -491,6 +619,8 @@ def _build(request: Mapping[str, Any], job_dir: Path) -> tuple[dict[str, Any], b
                 f"body {body.name!r} has part={type(part).__name__}; set part= to a build123d Part/Solid in mm",
                 timings,
             )
+        if not check_parts:
+            continue
         try:
             check = check_solid(part)
             stl = (

@@ -156,12 +156,13 @@ class Validator(Closing):
             if self.checks is not None:
                 self.checks.close()
 
-    def _request(self, seed: int, scale: tuple[float, float, float]) -> BuildRequest:
+    def _request(self, seed: int, scale: tuple[float, float, float], *, check_parts: bool = True) -> BuildRequest:
         return BuildRequest(
             seed=seed,
             scale=scale,
             stl_tolerance_mm=self.config.stl_tolerance_mm,
             stl_angular_tolerance_rad=self.config.stl_angular_tolerance_rad,
+            check_parts=check_parts,
         )
 
     def validate_script(self, source: str, *, base_seed: int = 0, render_preview: bool = False) -> tuple[
@@ -170,10 +171,11 @@ class Validator(Closing):
         """Validate ``source`` over the harness; return the report and the base seed's full result.
 
         The base seed's scale is drawn from the script's declared limits, which are only known after a
-        first build, so that build runs first (at nominal scale) and the rest run in parallel.
+        first build, so that build runs first (at nominal scale, without part checks and meshes: the
+        harness builds make those) and the rest run in parallel.
         """
         started = time.perf_counter()
-        probe = self.pool.run_build(source, self._request(base_seed, NOMINAL_SCALE))
+        probe = self.pool.run_build(source, self._request(base_seed, NOMINAL_SCALE, check_parts=False))
         if not probe.ok:
             # A script that cannot even build at nominal scale fails the code stage; building it at
             # every harness seed would only repeat the failure (a sleeper would cost seeds × wall limit).

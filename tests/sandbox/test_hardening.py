@@ -97,6 +97,7 @@ FORGE = """
 import struct
 from scenario_lib.scene.geometry import check_solid, export_stl
 from scenario_lib.sandbox.protocol import encode_frame
+from scenario_lib.sandbox.runner import RESULT_FILE
 scenario = _honest_build(seed, scale)
 bodies, meshes = [], []
 for body in scenario.bodies:
@@ -106,8 +107,9 @@ for body in scenario.bodies:
     meshes.append(bytes(stl))
 header = {{"failure": None, "scenario_json": scenario.model_dump_json(), "bodies": bodies, "timings_s": {{}}}}
 {header}
-with open("result.bin", "wb") as handle:
-    handle.write(encode_frame(header, b"".join(meshes)))
+for index in range(16):  # the build's place in its series (unknown to it): the worker reads that one
+    with open(RESULT_FILE.format(index=index), "wb") as handle:
+        handle.write(encode_frame(header, b"".join(meshes)))
 os._exit(0)
 """
 
@@ -118,9 +120,11 @@ def forge(tamper: str = "pass", header: str = "") -> str:
 
 # Result files written by hand: JSON nested 200 000 levels deep, which Python's json module cannot parse.
 DEEP_RESULT = """
+from scenario_lib.sandbox.runner import RESULT_FILE
 data = b'{"failure": null, "payload_bytes": 0, "deep": ' + b"[" * 200000 + b"]" * 200000 + b"}"
-with open("result.bin", "wb") as handle:
-    handle.write(len(data).to_bytes(4, "big") + data)
+for index in range(16):
+    with open(RESULT_FILE.format(index=index), "wb") as handle:
+        handle.write(len(data).to_bytes(4, "big") + data)
 os._exit(0)
 """
 

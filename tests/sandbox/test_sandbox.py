@@ -177,6 +177,77 @@ def test_map_builds_keeps_order_and_is_thread_safe(pool: SandboxPool) -> None:
         assert sides == expected[index:] + expected[:index]
 
 
+# A script whose meshes depend on unseeded global randomness and on what earlier builds left behind: a
+# series of builds in one child must give what fresh children give on any worker (no build sees the
+# builds before it, and the generators start from one fixed state).
+STATEFUL = """
+import random
+import numpy as np
+from build123d import Box
+from scenario_lib.contract import FREE, Body, InsideZone, Pose, Scenario, Zone
+
+BUILDS_SO_FAR = []
+
+
+def build(seed, scale):
+    BUILDS_SO_FAR.append(seed)
+    side = 10 + 10 * random.random() + np.random.random() + len(BUILDS_SO_FAR)
+    return Scenario(
+        family="stateful", objective="Push the cube.",
+        bodies=(Body(name="cube", part=Box(side, side, side), motion=FREE, pose=Pose(position_mm=(0, 0, side / 2))),),
+        success=InsideZone(body="cube", zone=Zone(name="goal", center_mm=(100, 0, 10), half_extents_mm=(20, 20, 20))),
+        parameters={"side_mm": side},
+    )
+"""
+
+
+@needs_bwrap
+def test_a_series_builds_exactly_what_fresh_children_build(pool: SandboxPool) -> None:
+    requests = [BuildRequest(seed=seed, scale=(1.0, 1.0, 1.0)) for seed in range(4)]
+
+    one_by_one = [pool.run_build(STATEFUL, request) for request in requests]  # on either worker
+    series = pool.run_series(STATEFUL, requests)
+
+    assert all(outcome.ok for outcome in one_by_one + series), [o.message for o in one_by_one + series]
+    assert [o.meshes for o in series] == [o.meshes for o in one_by_one]
+    assert [o.scenario_json for o in series] == [o.scenario_json for o in one_by_one]
+    assert series[0].timings_s["build_s"] > 0 and series[3].timings_s["checks_s"] > 0
+
+
+@needs_bwrap
+def test_a_failing_build_in_a_series_fails_alone(pool: SandboxPool) -> None:
+    # Seed 1 exits its process, seed 3 spins until the CPU limit, seed 5 sleeps past the wall limit:
+    # each fails with its own reason and the builds after it run in a fresh child.
+    body = (
+        "if seed == 1:\n    os._exit(3)\n"
+        "if seed == 3:\n    while True:\n        pass\n"
+        "if seed == 5:\n    time.sleep(600)\n"
+        "print('building seed', seed)\n"
+    )
+    requests = [BuildRequest(seed=seed, scale=(1.0, 1.0, 1.0)) for seed in range(7)]
+
+    outcomes = pool.run_series(script(body), requests)
+
+    assert [outcome.failure for outcome in outcomes] == [
+        None, BuildFailure.CRASH, None, BuildFailure.TIMEOUT, None, BuildFailure.TIMEOUT, None
+    ]  # fmt: skip
+    assert "status 3" in outcomes[1].message
+    assert "CPU" in outcomes[3].message and outcomes[3].duration_s < LIMITS.wall_s
+    assert "wall-clock" in outcomes[5].message and outcomes[5].duration_s >= LIMITS.wall_s
+    assert [outcome.output_tail.strip() for outcome in outcomes if outcome.ok] == [
+        f"building seed {seed}" for seed in (0, 2, 4, 6)
+    ]
+    assert_pool_still_serves(pool)
+
+
+@needs_bwrap
+def test_a_build_without_part_checks_returns_the_scenario_only(pool: SandboxPool) -> None:
+    outcome = pool.run_build(DUMMY_BOX, BuildRequest(seed=0, scale=(1.0, 1.0, 1.0), check_parts=False))
+
+    assert outcome.ok, outcome.message
+    assert outcome.scenario_json and not outcome.meshes and not outcome.part_checks
+
+
 # ---------------------------------------------------------------------------------------------------
 # Scripts that break the contract
 

@@ -242,7 +242,7 @@ def generate(
     progress_id = create_progress_artifact(
         progress=0.0, key=PROGRESS_KEY, description=f"Scenarios passed in run {job.run_id}"
     )
-    with open_generation_context(settings, trace_label=job.run_id) as context:
+    with open_generation_context(settings, trace_label=job.run_id, seeds_at_once=min(job.count, max_concurrency)) as context:
         logger.info(
             "run %s: %d %s scenarios, up to %d seeds, %d at once, store %s",
             job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),

@@ -223,7 +223,8 @@ def _generate_here(
     from scenario_lib.runs.generation import open_generation_context
 
     def run_here() -> tuple[RunSummary, DatasetStore]:
-        with open_generation_context(settings, trace_label=job.run_id) as context:
+        seeds_at_once = min(job.count, concurrency)
+        with open_generation_context(settings, trace_label=job.run_id, seeds_at_once=seeds_at_once) as context:
             with SeedProgress(out, job.run_id, job.count) as display:
                 summary = run_generation(
                     context,

@@ -257,14 +257,21 @@ def hidden_paths_of(store: DatasetStore) -> list[str]:
     return [str(store.local_root)] if store.local_root is not None else []
 
 
-def make_sandbox_pool(settings: Settings, *, hidden_paths: Sequence[str] = ()) -> SandboxPool:
-    """A sandbox pool configured from settings (not started: workers start at the first build or warm-up)."""
+def make_sandbox_pool(
+    settings: Settings, *, hidden_paths: Sequence[str] = (), seeds_at_once: int | None = None
+) -> SandboxPool:
+    """A sandbox pool configured from settings (not started: workers start at the first build or warm-up).
+
+    ``seeds_at_once``: the most seeds its user validates at once, when known: no more workers start
+    than that (each seed's harness builds run as one series on one worker; a worker costs seconds of
+    CPU to start, which a one-scenario run would spend for a few tens of milliseconds of builds).
+    """
     from scenario_lib.sandbox.limits import SandboxLimits
     from scenario_lib.sandbox.pool import SandboxPool
 
     sandbox = settings.sandbox
     return SandboxPool(
-        workers=sandbox.workers,
+        workers=sandbox.workers if seeds_at_once is None else max(1, min(sandbox.workers, seeds_at_once)),
         limits=SandboxLimits(
             memory_mb=sandbox.memory_limit_mb,
             cpu_s=sandbox.cpu_limit_s,
@@ -277,12 +284,13 @@ def make_sandbox_pool(settings: Settings, *, hidden_paths: Sequence[str] = ()) -
 
 
 def make_validator(
-    settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = ()
+    settings: Settings, *, seeds: int | None = None, hidden_paths: Sequence[str] = (), seeds_at_once: int | None = None
 ) -> Validator | RemoteValidator:
     """The validator the settings ask for; the caller closes it.
 
     With ``validation.service_socket`` set: the shared validation service there (`RemoteValidator`);
-    otherwise a `Validator` with a sandbox pool and check workers of its own.
+    otherwise a `Validator` with a sandbox pool (sized by ``seeds_at_once``, see `make_sandbox_pool`) and
+    check workers of its own.
     """
     from scenario_lib.validation.check_pool import CheckPool, can_start_workers
     from scenario_lib.validation.pipeline import HarnessConfig, Validator
@@ -299,7 +307,7 @@ def make_validator(
     )
     if validation.service_socket is not None:
         return RemoteValidator(validation.service_socket, config)
-    pool = make_sandbox_pool(settings, hidden_paths=hidden_paths)
+    pool = make_sandbox_pool(settings, hidden_paths=hidden_paths, seeds_at_once=seeds_at_once)
     pool.start()  # its workers import build123d while the caller sets up and the agent plans
     if not can_start_workers():
         return Validator(pool, config)
@@ -309,11 +317,14 @@ def make_validator(
 
 
 @contextmanager
-def open_generation_context(settings: Settings, *, trace_label: str = "spans") -> Iterator[GenerationContext]:
+def open_generation_context(
+    settings: Settings, *, trace_label: str = "spans", seeds_at_once: int | None = None
+) -> Iterator[GenerationContext]:
     """Open the store, the sandbox pool, the chat model and tracing from settings; close them on exit.
 
     With the file exporter, the spans of everything run in the context land in the store as
-    ``traces/{trace_label}-….jsonl`` when it closes (e.g. label it with the run id).
+    ``traces/{trace_label}-….jsonl`` when it closes (e.g. label it with the run id). ``seeds_at_once``:
+    the most seeds the caller generates at once, when known (it bounds the sandbox workers).
     """
     from scenario_lib.agent.examples import family_examples, stored_examples
     from scenario_lib.agent.prompts import PromptSet
@@ -327,7 +338,7 @@ def open_generation_context(settings: Settings, *, trace_label: str = "spans") -
     examples = [*family_examples(), *stored_examples(store)]
     secrets = settings.secret_values()
     chat_model = make_chat_model(llm)
-    validator = make_validator(settings, hidden_paths=hidden_paths_of(store))
+    validator = make_validator(settings, hidden_paths=hidden_paths_of(store), seeds_at_once=seeds_at_once)
     # Spans are spooled to a local file and stored under traces/ when the context closes: one path
     # for a local folder and S3, which cannot append.
     spool_dir = Path(tempfile.mkdtemp(prefix="scenario-traces-"))

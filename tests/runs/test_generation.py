@@ -15,6 +15,7 @@ from scenario_lib.runs.generation import (
     SeedOutcome,
     SeedSchedule,
     finished_seeds,
+    make_sandbox_pool,
     read_run_record,
 )
 from scenario_lib.runs.driver import run_generation
@@ -167,3 +168,15 @@ def test_a_context_stores_its_spans_under_traces_and_they_export(tmp_path: Path)
     summary = export_store_traces(store, tmp_path / "export")
     calls = read_calls(tmp_path / "export")
     assert summary is not None and {row["role"] for row in calls} >= {"planner", "coder"}
+
+
+@pytest.mark.parametrize(
+    ("configured", "seeds_at_once", "expected"),
+    [(2, None, 2), (2, 1, 1), (2, 4, 2), (3, 2, 2)],
+    ids=["unknown", "one-seed-run", "more-seeds-than-workers", "fewer-seeds-than-workers"],
+)
+def test_a_run_starts_no_more_sandbox_workers_than_seeds_at_once(configured: int, seeds_at_once: int | None, expected: int) -> None:
+    settings = load_settings(sandbox={"workers": configured})
+
+    with make_sandbox_pool(settings, seeds_at_once=seeds_at_once) as pool:  # not started: nothing spawns
+        assert pool.workers == expected

@@ -5,7 +5,10 @@ own stack (``scripts/stack.sh up`` on free ports, state in a temporary folder; `
 the one ``scripts/stack.sh env`` describes), with the offline author and 8 harness seeds, and measures:
 
 * **CPU per scenario** (in-process CLI ``scenarios generate --tier tier1``): the marginal CPU of every
-  process of the path, sandbox children included, from the OS: count 21 minus count 1, divided by 20.
+  process of the path, sandbox children included, from the OS: count ``--cli-count`` (101) minus count
+  21, divided by their difference. The issue's count 21 minus count 1 is printed beside it, but a
+  count-1 run starts one sandbox worker (a run starts no more than it has seeds at once), so that
+  difference also holds the second worker's start-up (~2.6 CPU-s): not a marginal cost.
   Each count runs in its own cgroup (cpuacct) when this machine lets us make one, which counts every
   descendant even if it is never reaped; otherwise from the reaped children's rusage (which misses
   descendants that outlive their parent: the figure is then marked as a lower bound).
@@ -13,7 +16,7 @@ the one ``scripts/stack.sh env`` describes), with the offline author and 8 harne
 * **the solvability stage's own cost**, beside it: the stage's wall time summed over the harness seeds
   of every scenario of the count-21 run (measured in the check workers, so an upper bound of its CPU);
 * **in-process count=1** wall, process start to exit; and the in-process sustained rate: scenarios
-  per second between count 1 and count ``--cli-count`` (default 101), against 85 % of the limit;
+  per second between count 21 and count ``--cli-count`` (default 101), against 85 % of the limit;
 * **warm tier1 count=10 through the deployment**: ``prefect deployment run generate/tier1 -p count=10
   --watch`` to Completed, and the flow run's own time (start to end in its state history);
 * **sustained through the deployment** (``--sustained-count``, default 200; 4 slots): passed per second
@@ -420,20 +423,23 @@ def in_process_rows(meter: CpuMeter, cli_count: int, results: dict[str, Any]) ->
     one, twenty_one, long = run_cli(meter, 1, env), run_cli(meter, 21, env), run_cli(meter, cli_count, env)
     results["in_process"] = [vars(run) for run in (one, twenty_one, long)]
     bound = "" if meter.exact else " (rusage: a lower bound)"
-    marginal = (twenty_one.cpu_s - one.cpu_s) / 20
-    solvability = twenty_one.solvability_s / twenty_one.count
+    extra = long.count - twenty_one.count
+    marginal = (long.cpu_s - twenty_one.cpu_s) / extra
+    solvability = (long.solvability_s - twenty_one.solvability_s) / extra
     cores = len(os.sched_getaffinity(0))
     limit = cores / marginal
-    sustained = (long.passed - one.passed) / (long.wall_s - one.wall_s)
+    sustained = (long.passed - twenty_one.passed) / (long.wall_s - twenty_one.wall_s)
     rows = [
-        Row("in-process CPU per scenario, all stages (count 21 - count 1)", marginal, "CPU-s",
-            note=f"{twenty_one.cpu_s:.1f} - {one.cpu_s:.1f} CPU-s over 20, every process{bound}"),
+        Row(f"in-process CPU per scenario, all stages (count {long.count} - count 21)", marginal, "CPU-s",
+            note=f"{long.cpu_s:.1f} - {twenty_one.cpu_s:.1f} CPU-s over {extra}, every process{bound}"),
+        Row("  the issue's count 21 - count 1 (count 1 starts 1 sandbox worker, not 2)", (twenty_one.cpu_s - one.cpu_s) / 20,
+            "CPU-s", note=f"{twenty_one.cpu_s:.1f} - {one.cpu_s:.1f} CPU-s over 20"),
         Row("  of which the solvability stage (its wall in the check workers)", solvability, "CPU-s",
             note=f"{HARNESS_SEEDS} seeds a scenario; an upper bound of its CPU"),
         Row("  the stages of the issue's day (all minus solvability)", marginal - solvability, "CPU-s", Bar(0.45)),
         Row("the machine's limit (cores / CPU per scenario)", limit, "scenarios/s", note=f"{cores} cores"),
         Row("in-process count=1, process start to exit", one.wall_s, "s", Bar(6)),
-        Row(f"in-process sustained (count {long.count} - count 1), % of the limit", 100 * sustained / limit, "%",
+        Row(f"in-process sustained (count {long.count} - count 21), % of the limit", 100 * sustained / limit, "%",
             Bar(85, at_most=False), f"{sustained:.2f} scenarios/s; {long.passed}/{long.count} passed in {long.wall_s:.0f} s"),
         Row(f"peak memory of the in-process tree at count {long.count} (PSS)", long.peak_pss_mb, "MiB"),
     ]

@@ -11,6 +11,7 @@ library, effective whenever ``scenario_lib`` is imported before ``mujoco``. MuJo
 
 from __future__ import annotations
 
+import atexit
 import io
 import threading
 
@@ -81,12 +82,52 @@ def _render(
     width: int,
     height: int,
 ) -> np.ndarray:
-    renderer = mujoco.Renderer(model, height=height, width=width)
+    """What `mujoco.Renderer` renders, on this thread's long-lived GL context (`_thread_gl_context`)."""
+    if isinstance(target, str):
+        camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, target)
+        if camera_id == -1:
+            raise ScenarioError(f"the model has no camera {target!r}; name one of its cameras or pass none")
+        target = mujoco.MjvCamera()
+        target.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        target.fixedcamid = camera_id
+    _thread_gl_context().make_current()
+    context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
     try:
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
+        scene = mujoco.MjvScene(model, maxgeom=10_000)
         # Shadows and reflections off: on software GL they cost most of the frame time.
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        renderer.update_scene(data, camera=target, scene_option=options)
-        return np.asarray(renderer.render())
+        scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        mujoco.mjv_updateScene(model, data, options, None, target, mujoco.mjtCatBit.mjCAT_ALL, scene)
+        viewport = mujoco.MjrRect(0, 0, width, height)
+        mujoco.mjr_render(viewport, scene, context)
+        pixels = np.empty((height, width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(pixels, None, viewport, context)
     finally:
-        renderer.close()
+        context.free()
+    return np.flipud(pixels)
+
+
+_THREAD_STATE = threading.local()
+# Every thread's context, freed at exit: later, a context's own __del__ finds its GL library half torn
+# down and prints a traceback. (Appended under _RENDER_LOCK, which every caller holds.)
+_GL_CONTEXTS: list[mujoco.GLContext] = []
+
+
+def _thread_gl_context() -> mujoco.GLContext:
+    """This thread's GL context, made once: a fresh context per preview (as `mujoco.Renderer` makes) cost
+    ~35 of a preview's ~80 ms on software GL here (making it, and compiling its first frame's code).
+    A context is current on one thread at a time, hence one per thread."""
+    context = getattr(_THREAD_STATE, "gl_context", None)
+    if context is None:
+        context = mujoco.GLContext(640, 480)
+        _THREAD_STATE.gl_context = context
+        if not _GL_CONTEXTS:
+            atexit.register(_free_gl_contexts)
+        _GL_CONTEXTS.append(context)
+    return context
+
+
+def _free_gl_contexts() -> None:
+    while _GL_CONTEXTS:
+        _GL_CONTEXTS.pop().free()  # idempotent: the context's __del__ then finds nothing to free

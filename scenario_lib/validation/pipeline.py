@@ -172,7 +172,9 @@ class Validator(Closing):
 
         The base seed's scale is drawn from the script's declared limits, which are only known after a
         first build, so that build runs first (at nominal scale, without part checks and meshes: the
-        harness builds make those) and the rest run in parallel.
+        harness builds make those). The harness builds then run as one series in one sandbox child: a
+        later build of a series costs about half of a build in a fresh child, and the parallelism comes
+        from validating several scripts at once (and from the check workers).
         """
         started = time.perf_counter()
         probe = self.pool.run_build(source, self._request(base_seed, NOMINAL_SCALE, check_parts=False))
@@ -195,7 +197,7 @@ class Validator(Closing):
             scale_low=self.config.scale_low,
             scale_high=self.config.scale_high,
         )
-        outcomes = self.pool.map_builds(source, [self._request(seed, scale) for seed, scale in plan])
+        outcomes = self.pool.run_series(source, [self._request(seed, scale) for seed, scale in plan])
         jobs = [
             (self.config, outcome, seed, scale, render_preview and index == 0)
             for index, (outcome, (seed, scale)) in enumerate(zip(outcomes, plan))

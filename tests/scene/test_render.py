@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 from PIL import Image
@@ -50,6 +52,44 @@ def test_preview_size_and_bounds(build_scene: BuildScene) -> None:
     assert _pixels(render_preview(model, width=320, height=240)).shape == (240, 320, 3)
     with pytest.raises(ScenarioError, match="exceeds the model's offscreen buffer"):
         render_preview(model, width=4000, height=3000)
+
+
+@pytest.mark.parametrize("camera", [None, "preview"], ids=["free-camera", "model-camera"])
+def test_preview_pixels_are_mujoco_renderers_on_any_thread(build_scene: BuildScene, camera: str | None) -> None:
+    # render_preview keeps one GL context per thread instead of making a mujoco.Renderer per preview.
+    model = compile_mjcf(build_scene("dummy_box").xml_path)
+    other = compile_mjcf(build_scene("dummy_box", scale=(1.5, 1.0, 1.0)).xml_path)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    view: mujoco.MjvCamera | str
+    if camera is None:
+        view = mujoco.MjvCamera()
+        view.type = mujoco.mjtCamera.mjCAMERA_FREE
+        view.lookat[:] = model.stat.center
+        view.distance = 1.3 * float(model.stat.extent)
+        view.azimuth, view.elevation = 135.0, -30.0
+    else:
+        view = camera
+    with mujoco.Renderer(model, height=480, width=640) as renderer:
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        renderer.update_scene(data, camera=view)
+        expected = renderer.render().copy()
+
+    first = render_preview(model, camera=camera)
+    between = render_preview(other, camera=camera)  # another model on the same context
+    again = render_preview(model, camera=camera)
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        on_threads = list(threads.map(lambda _: render_preview(model, camera=camera), range(4)))
+
+    assert np.array_equal(_pixels(first), expected)
+    assert between != first and again == first and on_threads == [first] * 4
+
+
+def test_preview_names_a_missing_camera(build_scene: BuildScene) -> None:
+    model = compile_mjcf(build_scene("dummy_box").xml_path)
+    with pytest.raises(ScenarioError, match="no camera 'overhead'"):
+        render_preview(model, camera="overhead")
 
 
 def test_backend_is_headless() -> None:

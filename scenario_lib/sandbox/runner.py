@@ -36,7 +36,7 @@ import stat
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -180,7 +180,7 @@ def _run_job(
 
 def _run_child(
     request: Mapping[str, Any], first: int, count: int, job_dir: Path, host_fds: tuple[int, int], own_pid_namespace: bool
-) -> Iterator[tuple[dict[str, Any], bytes]]:
+) -> Generator[tuple[dict[str, Any], bytes], None, int]:
     """Fork one child for builds ``first..count-1``; yield each one's answer; return how many were answered.
 
     The child writes a byte to a pipe after each result file but the last; when it exits or dies, the

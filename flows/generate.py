@@ -1,19 +1,14 @@
 """The ``generate`` flow: a run of seeds, each one Prefect task (author → validate → commit to the store).
 
-Parallelism: every seed task holds one slot of the global concurrency limit ``scenario-generation``
-(4 slots, created by ``scripts/stack.sh up``) while it generates, so at most 4 seeds run at once across
-all runs and workers, and one of the run's ``max_concurrency`` permits. The flow keeps
-``TASKS_PER_PERMIT`` times as many seed tasks submitted (the `SeedSchedule` sliding window) on the
-thread runner: a seed task spends about as long starting, reporting its states and finishing as it
-spends generating (a median 1.7 s each on 2 cores), so with one task per permit the permits sat idle
-half the time; the extra tasks do that while others generate. On Dask the window is
-``max_concurrency`` (the permits live in the flow-run process). The limit is acquired strictly: a
-missing limit fails the run instead of silently running unlimited.
+Parallelism: the flow keeps up to ``max_concurrency`` seed tasks submitted (the `SeedSchedule` sliding
+window) on a 4-thread task runner, and every task holds one slot of the global concurrency limit
+``scenario-generation`` (4 slots, created by ``scripts/stack.sh up``) while it generates, so at most 4
+seeds run at once across all runs and workers. The limit is acquired strictly: a missing limit fails
+the run instead of silently running unlimited.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +40,6 @@ from flows.seeds import GENERATION_LIMIT, GENERATION_SLOTS, WorkerContext, gener
 from flows.telemetry import install_tracer_provider, store_process_spans
 
 PROGRESS_KEY = "generation-progress"
-TASKS_PER_PERMIT = 2  # seed tasks submitted per seed the run may generate at once (thread runner)
 
 # A worker's flow-run process imports this module before Prefect opens the flow-run span: installing
 # the tracer provider now makes that span, the task spans and the agent's spans one trace.
@@ -101,22 +95,12 @@ class DaskOptions:
 
 @contextmanager
 def _seed_submitter(
-    kind: TaskRunnerKind,
-    context: GenerationContext,
-    settings: Settings,
-    job: GenerationJob,
-    dask: DaskOptions,
-    max_concurrency: int,
-) -> Iterator[tuple[Callable[[int], PrefectFuture[SeedRun]], int]]:
-    """A function that submits one seed's task on the chosen runner, and how many tasks to keep submitted
-    (a Dask cluster lives as long as this)."""
+    kind: TaskRunnerKind, context: GenerationContext, settings: Settings, job: GenerationJob, dask: DaskOptions
+) -> Iterator[Callable[[int], PrefectFuture[SeedRun]]]:
+    """A function that submits one seed's task on the chosen runner (a Dask cluster lives as long as this)."""
     if kind is TaskRunnerKind.THREAD:
-        permits = threading.BoundedSemaphore(max_concurrency)
         # quote(): Prefect hands these over as they are instead of walking and copying them.
-        yield (
-            lambda seed: generate_seed_task.submit(quote(context), quote(job), seed, quote(permits)),  # type: ignore[call-overload]
-            max_concurrency * TASKS_PER_PERMIT,
-        )
+        yield lambda seed: generate_seed_task.submit(quote(context), quote(job), seed)  # type: ignore[call-overload,no-any-return]
         return
     from prefect_dask import DaskTaskRunner
 
@@ -130,11 +114,8 @@ def _seed_submitter(
     )
     worker_context = WorkerContext(settings=settings, trace_label=job.run_id)
     with runner:
-        yield (
-            lambda seed: runner.submit(  # type: ignore[return-value]
-                generate_seed_task, parameters={"context": worker_context, "job": job, "seed": seed}
-            ),
-            max_concurrency,
+        yield lambda seed: runner.submit(  # type: ignore[return-value]
+            generate_seed_task, parameters={"context": worker_context, "job": job, "seed": seed}
         )
 
 
@@ -152,11 +133,10 @@ def _drive(
     submit: Callable[[int], PrefectFuture[SeedRun]],
     context: GenerationContext,
     job: GenerationJob,
-    window: int,
+    max_concurrency: int,
     progress_id: Any,
 ) -> DrivenRun[SeedRun]:
-    """Drive the run on Prefect tasks (``window`` of them submitted at a time), logging each seed and
-    updating the progress artifact."""
+    """Drive the run on Prefect tasks, logging each seed and updating the progress artifact."""
     logger = get_run_logger()
 
     def on_result(seed_run: SeedRun, schedule: SeedSchedule) -> None:
@@ -176,7 +156,7 @@ def _drive(
         job,
         PrefectSubmitter(submit),
         lambda seed_run: seed_run.outcome,
-        max_concurrency=window,
+        max_concurrency=max_concurrency,
         on_result=on_result,
         on_error=on_error,
     )
@@ -218,7 +198,7 @@ def _generation_result(driven: DrivenRun[SeedRun], context: GenerationContext) -
 @flow(
     name="generate",
     flow_run_name=_default_run_id,
-    task_runner=ThreadPoolTaskRunner(max_workers=GENERATION_SLOTS * TASKS_PER_PERMIT),  # type: ignore[arg-type]  # Prefect's generics
+    task_runner=ThreadPoolTaskRunner(max_workers=GENERATION_SLOTS),  # type: ignore[arg-type]  # Prefect's generics
     validate_parameters=True,
 )
 def generate(
@@ -268,9 +248,8 @@ def generate(
             job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),
         )  # fmt: skip
         dask = DaskOptions(address=dask_address, workers=dask_workers)
-        with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask, max_concurrency) as submission:
-            submit, window = submission
-            driven = _drive(submit, context, job, window, progress_id)
+        with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask) as submit:
+            driven = _drive(submit, context, job, max_concurrency, progress_id)
         result = _generation_result(driven, context)
         publish_generation(result, context.store)
         store_process_spans(context.store, label=f"prefect-{job.run_id}")

@@ -14,7 +14,6 @@ live in a module importable as ``flows.seeds`` everywhere.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -88,19 +87,10 @@ def is_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
-def generate_seed_task(
-    context: GenerationContext | WorkerContext,
-    job: GenerationJob,
-    seed: int,
-    run_permits: threading.BoundedSemaphore | None = None,
-) -> SeedRun:
-    """Generate one seed while holding one slot of the global generation limit.
-
-    ``run_permits``: the run's own bound on seeds generating at once (its ``max_concurrency``), taken
-    before the global slot, when the run submits more tasks than that (see `flows.generate`).
-    """
+def generate_seed_task(context: GenerationContext | WorkerContext, job: GenerationJob, seed: int) -> SeedRun:
+    """Generate one seed while holding one slot of the global generation limit."""
     resolved = resolve_context(context)  # outside the slot: a Dask worker's first seed opens its context
-    with run_permits or contextlib.nullcontext(), concurrency(GENERATION_LIMIT, occupy=1, strict=True):
+    with concurrency(GENERATION_LIMIT, occupy=1, strict=True):
         acquired = datetime.now(timezone.utc)
         outcome = generate_seed(resolved, job, seed)
         released = datetime.now(timezone.utc)

@@ -162,10 +162,10 @@ def _outcome_from_result(result: bytes, tail: str, duration_s: float, *, meshes:
             output_tail=tail,
             duration_s=duration_s,
         )
-    if not meshes:  # none were asked for: whatever came (a forgery) is dropped unread
+    names = [body.name for body in scenario.bodies]
+    if not meshes:  # none were asked for: whatever came with the result (a forgery) is dropped
         body_meshes, checks = {}, {}
-    names = [body.name for body in scenario.bodies] if meshes else []
-    if sorted(names) != sorted(body_meshes):
+    elif sorted(names) != sorted(body_meshes):
         return BuildOutcome.failed(
             BuildFailure.CRASH,
             f"the sandbox returned meshes for {sorted(body_meshes)} but the scenario has bodies {sorted(names)}",

@@ -200,6 +200,10 @@ def _run_child(
         finally:
             os._exit(70)
     os.close(progress_write)
+    try:
+        exited: int | None = os.pidfd_open(pid)
+    except OSError:  # no pidfd (Linux < 5.3): _next_progress polls for the exit
+        exited = None
     answered = 0
     cpu_before = 0.0
 
@@ -216,7 +220,7 @@ def _run_child(
     try:
         # One byte per finished build but the last, which is answered once the child has exited (as the
         # build a child dies in is); more bytes (the script can write to the pipe) only end the wait early.
-        while first + answered < count - 1 and _next_progress(progress_read, pid):
+        while first + answered < count - 1 and _next_progress(progress_read, pid, exited):
             index = first + answered
             cpu_now = _cpu_of(pid)
             yield done(index, cpu_now - cpu_before, exit_code=0, signal=None), _read_regular(
@@ -226,6 +230,8 @@ def _run_child(
             answered += 1
     finally:
         os.close(progress_read)
+        if exited is not None:
+            os.close(exited)
         _, status, usage = os.wait4(pid, 0)
     # What the child started must not outlive it (a fork bomb, a daemon), nor run beside the next child.
     _kill_leftovers(own_pid_namespace)
@@ -240,29 +246,21 @@ def _run_child(
     return answered + 1
 
 
-def _next_progress(progress: int, pid: int) -> bool:
-    """Wait for the child's next progress byte (True) or its exit (False).
+def _next_progress(progress: int, pid: int, exited: int | None) -> bool:
+    """Wait for the child's next progress byte (True) or its exit (False); ``exited`` is its pidfd.
 
     Not for EOF on the pipe: processes the script started hold its write end after the child is gone.
     A byte written before the child exited still counts.
     """
-    try:
-        exited = os.pidfd_open(pid)
-    except OSError:  # no pidfd (Linux < 5.3): poll for the exit
-        exited = None
-    try:
-        while True:
-            watched = [progress] if exited is None else [progress, exited]
-            readable, _, _ = select.select(watched, [], [], 0.05 if exited is None else None)
-            if progress in readable:
-                return bool(os.read(progress, 1))
-            if exited is not None and exited in readable:
-                return False
-            if exited is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return False
-    finally:
-        if exited is not None:
-            os.close(exited)
+    watched = [progress] if exited is None else [progress, exited]
+    while True:
+        readable, _, _ = select.select(watched, [], [], 0.05 if exited is None else None)
+        if progress in readable:
+            return bool(os.read(progress, 1))
+        if exited is not None and exited in readable:
+            return False
+        if exited is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return False
 
 
 def _cpu_of(pid: int) -> float:

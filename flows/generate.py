@@ -3,8 +3,9 @@
 Parallelism: the flow keeps up to ``max_concurrency`` seed tasks submitted (the `SeedSchedule` sliding
 window) on a 4-thread task runner, and every task holds one slot of the global concurrency limit
 ``scenario-generation`` (4 slots, created by ``scripts/stack.sh up``) while it generates, so at most 4
-seeds run at once across all runs and workers. The limit is acquired strictly: a missing limit fails
-the run instead of silently running unlimited.
+seeds run at once across all runs and workers. On the threads the slots are the run's own, taken once
+and handed from seed to seed (`flows.slots.HeldSlots`); on Dask each seed takes one. The limit is
+acquired strictly: a missing limit fails the run instead of silently running unlimited.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -37,6 +39,7 @@ from flows.artifacts import publish_generation
 from flows.parameters import settings_for
 from flows.results import GenerationResult, SeedRun
 from flows.seeds import GENERATION_LIMIT, GENERATION_SLOTS, WorkerContext, generate_seed_task
+from flows.slots import HeldSlots
 from flows.telemetry import install_tracer_provider, store_process_spans
 
 PROGRESS_KEY = "generation-progress"
@@ -77,6 +80,12 @@ def _default_run_id() -> str:
     return new_run_id(tier, at=started, token=str(flow_run.id or "")[:6] or "local")
 
 
+def _flow_run_uuid() -> UUID | None:
+    """This flow run's id, to name it as the holder of its slots (None outside a flow run)."""
+    run_id = flow_run.id
+    return UUID(str(run_id)) if run_id else None
+
+
 class TaskRunnerKind(str, Enum):
     """Where the seed tasks run: threads of the flow-run process, or a Dask cluster."""
 
@@ -95,12 +104,15 @@ class DaskOptions:
 
 @contextmanager
 def _seed_submitter(
-    kind: TaskRunnerKind, context: GenerationContext, settings: Settings, job: GenerationJob, dask: DaskOptions
+    kind: TaskRunnerKind, context: GenerationContext, settings: Settings, job: GenerationJob, dask: DaskOptions, lanes: int
 ) -> Iterator[Callable[[int], PrefectFuture[SeedRun]]]:
-    """A function that submits one seed's task on the chosen runner (a Dask cluster lives as long as this)."""
+    """A function that submits one seed's task on the chosen runner (a Dask cluster, or the ``lanes`` slots the
+    run's threads hold, live as long as this)."""
     if kind is TaskRunnerKind.THREAD:
-        # quote(): Prefect hands these over as they are instead of walking and copying them.
-        yield lambda seed: generate_seed_task.submit(quote(context), quote(job), seed)  # type: ignore[call-overload,no-any-return]
+        # The run's seeds share its held slots of the global limit (flows/slots.py), given back when it ends.
+        with HeldSlots(GENERATION_LIMIT, lanes, flow_run_id=_flow_run_uuid()) as slots:
+            # quote(): Prefect hands these over as they are instead of walking and copying them.
+            yield lambda seed: generate_seed_task.submit(quote(context), quote(job), seed, quote(slots))  # type: ignore[call-overload,no-any-return]
         return
     from prefect_dask import DaskTaskRunner
 
@@ -248,7 +260,7 @@ def generate(
             job.run_id, job.count, job.tier.value, job.max_seeds, max_concurrency, context.store.describe(),
         )  # fmt: skip
         dask = DaskOptions(address=dask_address, workers=dask_workers)
-        with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask) as submit:
+        with _seed_submitter(TaskRunnerKind(task_runner), context, settings, job, dask, max_concurrency) as submit:
             driven = _drive(submit, context, job, max_concurrency, progress_id)
         result = _generation_result(driven, context)
         publish_generation(result, context.store)

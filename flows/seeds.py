@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import atexit
 import threading
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +32,7 @@ from scenario_lib.errors import ConfigError, SandboxError, StoreError
 from scenario_lib.runs.generation import GenerationContext, GenerationJob, generate_seed, open_generation_context
 
 from flows.results import SeedRun
+from flows.slots import HeldSlots
 
 GENERATION_LIMIT = "scenario-generation"
 GENERATION_SLOTS = 4
@@ -87,14 +89,30 @@ def is_transient(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
-def generate_seed_task(context: GenerationContext | WorkerContext, job: GenerationJob, seed: int) -> SeedRun:
-    """Generate one seed while holding one slot of the global generation limit."""
+def generate_seed_task(
+    context: GenerationContext | WorkerContext, job: GenerationJob, seed: int, slots: HeldSlots | None = None
+) -> SeedRun:
+    """Generate one seed while holding one slot of the global generation limit: one of the flow run's
+    held ``slots`` (seeds on the flow-run process's threads), or a slot of its own (a Dask worker)."""
     resolved = resolve_context(context)  # outside the slot: a Dask worker's first seed opens its context
-    with concurrency(GENERATION_LIMIT, occupy=1, strict=True):
+    with _generation_slot(slots):
         acquired = datetime.now(timezone.utc)
         outcome = generate_seed(resolved, job, seed)
         released = datetime.now(timezone.utc)
     return SeedRun(outcome=outcome, slot_acquired_at=acquired, slot_released_at=released)
+
+
+@contextmanager
+def _generation_slot(slots: HeldSlots | None) -> Iterator[None]:
+    if slots is None:
+        with concurrency(GENERATION_LIMIT, occupy=1, strict=True):
+            yield
+        return
+    slot = slots.take()
+    try:
+        yield
+    finally:
+        slots.give_back(slot)
 
 
 __all__ = ["GENERATION_LIMIT", "GENERATION_SLOTS", "WorkerContext", "generate_seed_task", "is_transient", "resolve_context"]

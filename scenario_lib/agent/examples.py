@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 EXAMPLE_BUDGET_TOKENS = 6000
 MAX_EXAMPLES = 2
 CHARS_PER_TOKEN = 4  # the estimate used for every prompt figure (tokenizers differ by provider)
-STORED_EXAMPLE_LIMIT = 200  # the newest accepted scenarios read from a store
+STORED_EXAMPLE_LIMIT = 200  # the newest accepted scenarios taken from a store
+STORED_MANIFEST_READS = 400  # the most scenario manifests read looking for them
 
 _WORD = re.compile(r"[a-z]{3,}")
+_RUN_STAMP = re.compile(r"\d{8}-\d{6}")  # new_run_id's UTC start time
 _DOCSTRING = re.compile(r'\s*"""(.*?)"""', re.DOTALL)
 _STOPWORDS = frozenset(
     "the and for with into from that this then than are its has must each one two any all not but out "
@@ -73,40 +75,63 @@ def family_examples() -> list[ExampleScript]:
     return examples
 
 
-def stored_examples(store: DatasetStore, limit: int = STORED_EXAMPLE_LIMIT) -> list[ExampleScript]:
-    """Accepted scenarios in ``store`` (staging and benchmarks), newest first, one per distinct script.
+def stored_examples(
+    store: DatasetStore, limit: int = STORED_EXAMPLE_LIMIT, *, max_reads: int = STORED_MANIFEST_READS
+) -> list[ExampleScript]:
+    """Accepted scenarios in ``store`` (staging and benchmarks), newest run first, one per distinct script.
 
-    Scripts the offline author wrote are left out: they are the family templates again.
+    Scripts the offline author wrote are left out: they are the family templates again. The seeds of a
+    run share its author, so the first offline manifest read of a run rules the rest of it out unread (a
+    run id resumed with another provider mixes authors; its other scenarios are then not examples).
+    The cost is a listing of the folders (not of their files) and at most ``max_reads`` manifests: it is
+    paid when every run starts, and a store of thousands of offline scenarios once cost half a minute.
     """
-    from scenario_lib.validation.artifacts import MANIFEST_FILE, SCRIPT_FILE, parse_scenario_manifest
+    from scenario_lib.errors import ConfigError
     from scenario_lib.store.commit import is_committed
-    from scenario_lib.store.layout import BENCHMARKS_PREFIX, STAGING_PREFIX
+    from scenario_lib.store.layout import BENCHMARKS_PREFIX, STAGING_PREFIX, join_key, parse_scenario_id
+    from scenario_lib.validation.artifacts import MANIFEST_FILE, SCRIPT_FILE, parse_scenario_manifest
 
-    manifests = [
-        key
-        for prefix in (STAGING_PREFIX, BENCHMARKS_PREFIX)
-        for key in store.list_files(prefix)
-        if key.endswith("/" + MANIFEST_FILE) and not key.endswith("/entries/" + MANIFEST_FILE)
-    ]
+    folders: list[tuple[str, str, str]] = []  # (run id, scenario id, folder key)
+    parents = [STAGING_PREFIX, *(join_key(BENCHMARKS_PREFIX, dest) for dest in store.list_folders(BENCHMARKS_PREFIX))]
+    for parent in parents:
+        for name in store.list_folders(parent):
+            try:
+                run_id, _ = parse_scenario_id(name)
+            except ConfigError:
+                continue  # not a scenario folder (a benchmark's entries/)
+            folders.append((run_id, name, join_key(parent, name)))
+    folders.sort(key=lambda folder: (_run_started(folder[0]), folder[1]), reverse=True)
     examples: list[ExampleScript] = []
     seen: set[str] = set()
-    for key in sorted(manifests, reverse=True):
-        if len(examples) >= limit:
+    offline_runs: set[str] = set()
+    reads = 0
+    for run_id, _, folder in folders:
+        if len(examples) >= limit or reads >= max_reads:
             break
-        folder = key.rsplit("/", 1)[0]
-        if not is_committed(store, folder):
+        if run_id in offline_runs or not is_committed(store, folder):
             continue
+        key = join_key(folder, MANIFEST_FILE)
+        reads += 1
         try:
             manifest = parse_scenario_manifest(store.read_bytes(key), url=store.url_for(key))
-        except Exception:  # noqa: BLE001 - a benchmark's own manifest or a damaged file: not an example
+        except Exception:  # noqa: BLE001 - a damaged file: not an example
             continue
-        if not manifest.passed or manifest.author.startswith("offline") or manifest.script_sha256 in seen:
+        if manifest.author.startswith("offline"):
+            offline_runs.add(run_id)
+            continue
+        if not manifest.passed or manifest.script_sha256 in seen:
             continue
         seen.add(manifest.script_sha256)
-        source = store.read_bytes(f"{folder}/{SCRIPT_FILE}").decode("utf-8", "replace")
+        source = store.read_bytes(join_key(folder, SCRIPT_FILE)).decode("utf-8", "replace")
         summary = f"{manifest.family.replace('_', ' ')}: {manifest.objective} (asked: {manifest.prompt})"
         examples.append(ExampleScript(f"accepted scenario {manifest.id}", manifest.family, (manifest.tier,), summary, source))
     return examples
+
+
+def _run_started(run_id: str) -> str:
+    """The start stamp a generated run id carries (``tier1-20261202-150225-4feb60``), or '' (sorted last)."""
+    match = _RUN_STAMP.search(run_id)
+    return match.group(0) if match else ""
 
 
 def select_examples(

@@ -394,7 +394,7 @@ def finished_seeds(store: DatasetStore, run_id: str) -> dict[int, SeedOutcome]:
     validate_run_id(run_id)
     found: dict[int, SeedOutcome] = {}
     for prefix in (FAILURES_PREFIX, STAGING_PREFIX):  # staging last: a pass wins over an earlier failure
-        for name in list_scenarios(store, prefix):
+        for name in list_scenarios(store, prefix, named=f"{run_id}_"):
             try:
                 scenario_id = scenario_id_of_folder(prefix, name)
             except ConfigError:

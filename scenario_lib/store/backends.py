@@ -101,6 +101,19 @@ class Backend(ABC):
         found = self.fs.find(full, withdirs=False, detail=True)
         return list(found.values()) if isinstance(found, dict) else []
 
+    def find_named(self, full: str, name_prefix: str) -> list[dict[str, Any]]:
+        """Every file entry below the entries of the folder ``full`` whose names start with ``name_prefix``."""
+        try:
+            entries = self.fs.ls(full, detail=True)
+        except FileNotFoundError:
+            return []
+        found: list[dict[str, Any]] = []
+        for entry in entries:
+            if not entry["name"].rstrip("/").rsplit("/", 1)[-1].startswith(name_prefix):
+                continue
+            found += self.find(entry["name"].rstrip("/")) if entry.get("type") == "directory" else [entry]
+        return found
+
     @abstractmethod
     def copy(self, sources: list[str], targets: list[str]) -> None: ...
 
@@ -313,6 +326,11 @@ class S3Backend(Backend):
         # HEAD + LIST requests to check whether the path is a file, which doubles listing cost.
         parent, _, name = full.rpartition("/")
         found = self.fs.find(parent, withdirs=False, detail=True, prefix=f"{name}/")
+        return list(found.values()) if isinstance(found, dict) else []
+
+    def find_named(self, full: str, name_prefix: str) -> list[dict[str, Any]]:
+        # One listing of the keys that start with "<folder>/<name_prefix>", however many others the folder holds.
+        found = self.fs.find(full, withdirs=False, detail=True, prefix=name_prefix)
         return list(found.values()) if isinstance(found, dict) else []
 
     def copy(self, sources: list[str], targets: list[str]) -> None:

@@ -84,11 +84,12 @@ def copy_committed(store: DatasetStore, src_prefix: str, dest_prefix: str) -> li
     return names
 
 
-def list_scenarios(store: DatasetStore, prefix: str) -> list[str]:
-    """Sorted names of the committed folders directly under `prefix` (e.g. scenario ids under 'staging')."""
+def list_scenarios(store: DatasetStore, prefix: str, *, named: str = "") -> list[str]:
+    """Sorted names of the committed folders directly under `prefix` (e.g. scenario ids under 'staging');
+    with ``named``, only those whose names start with it (listing only them)."""
     base = validate_key(prefix)
     names = set()
-    for key in store.list_files(base):
+    for key in store.list_files(base, named=named):
         parts = key[len(base) + 1 :].split("/")
         if len(parts) == 2 and parts[1] == COMMIT_MARKER:
             names.add(parts[0])

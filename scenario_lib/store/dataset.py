@@ -233,16 +233,20 @@ class DatasetStore:
         with self._io("check", key):
             return bool(self._fs.isfile(self._full(key)))
 
-    def list_files(self, prefix: str = "", recursive: bool = True) -> list[str]:
+    def list_files(self, prefix: str = "", recursive: bool = True, *, named: str = "") -> list[str]:
         """Sorted keys of the files under the folder `prefix` ('' for the whole store).
 
         Only files count: empty "directories" some servers keep after deletes are skipped. `prefix`
         is a folder, not a string prefix: 'staging/run-1_1' does not list 'staging/run-1_10/...'.
+        ``named`` keeps (recursively) only the entries of `prefix` whose names start with it, listing
+        only those: ``list_files("staging", named="run-1_")`` costs what that run holds, not the folder.
         """
         key = validate_key(prefix, allow_root=True)
         full = self._full(key)
         with self._io("list", key):
-            if recursive:
+            if named:
+                entries = self._backend.find_named(full, named)
+            elif recursive:
                 entries = self._backend.find(full)
             else:
                 try:
@@ -256,6 +260,23 @@ class DatasetStore:
             if entry.get("type") == "file" and entry["name"].startswith(folder) and not entry["name"].endswith("/")
         ]
         return sorted(names)
+
+    def list_folders(self, prefix: str = "") -> list[str]:
+        """Sorted names of the folders directly under the folder `prefix` (one listing, not recursive)."""
+        key = validate_key(prefix, allow_root=True)
+        full = self._full(key)
+        with self._io("list", key):
+            try:
+                entries = list(self._fs.ls(full, detail=True))
+            except FileNotFoundError:
+                entries = []
+        folder = full + "/"
+        names = [
+            entry["name"].rstrip("/")[len(folder) :]
+            for entry in entries
+            if entry.get("type") == "directory" and entry["name"].startswith(folder)
+        ]
+        return sorted(name for name in names if name and "/" not in name)
 
     def delete(self, path: str) -> None:
         """Delete the file `path` if it exists."""

@@ -113,7 +113,10 @@ def test_the_library_grows_with_accepted_scenarios_of_the_store(dataset_store: A
     from scenario_lib.store.layout import staging_prefix
 
     drawer_script = GOOD.replace('family="push_box"', 'family="drawer"')
-    for scenario_id, author, passed in (("run1_1", "openai:gpt", True), ("run1_2", "offline:default", True), ("run1_3", "openai:gpt", False)):
+    # A run's seeds share its author: run1 by a hosted model, run2 by the offline author.
+    scenarios = [("run1_1", "openai:gpt", True), ("run1_3", "openai:gpt", False)]
+    scenarios += [(f"run2_{seed}", "offline:default", True) for seed in range(6)]
+    for scenario_id, author, passed in scenarios:
         folder = tmp_path / scenario_id
         folder.mkdir()
         (folder / SCRIPT_FILE).write_text(drawer_script)
@@ -125,9 +128,20 @@ def test_the_library_grows_with_accepted_scenarios_of_the_store(dataset_store: A
         (folder / MANIFEST_FILE).write_text(manifest.model_dump_json())
         commit_scenario(dataset_store, folder, staging_prefix(scenario_id))
 
+    manifests_read: list[str] = []
+    read_bytes = dataset_store.read_bytes
+
+    def counting_read(key: str) -> bytes:
+        if key.endswith(MANIFEST_FILE):
+            manifests_read.append(key)
+        return read_bytes(key)
+
+    dataset_store.read_bytes = counting_read
     stored = stored_examples(dataset_store)
 
     assert [example.name for example in stored] == ["accepted scenario run1_1"]  # passed, not the offline author's
+    # One manifest of the offline run rules out the run: reads grow with runs, not with scenarios.
+    assert len(manifests_read) == 3 and sum("run2_" in key for key in manifests_read) == 1
     library = [*family_examples(), *stored]
     chosen = select_examples(library, "pull a drawer out of its cabinet", tier="tier2")
     assert chosen[0].name == "accepted scenario run1_1" and chosen[0].source == drawer_script

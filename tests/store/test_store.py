@@ -193,6 +193,19 @@ def test_list_files_treats_prefix_as_a_folder(dataset_store: DatasetStore) -> No
     assert len(dataset_store.list_files("")) == 4
 
 
+def test_named_listings_and_folder_listings(dataset_store: DatasetStore) -> None:
+    keys = ["s/r_1/a.txt", "s/r_1/sub/b.txt", "s/r_10/c.txt", "s/q_1/d.txt", "s/r_top.txt", "other/r_1/e.txt"]
+    for key in keys:
+        dataset_store.write_bytes(key, b"x")
+    # The entries of "s" whose names start with "r_1", recursively: a string prefix inside the folder.
+    assert dataset_store.list_files("s", named="r_1") == ["s/r_1/a.txt", "s/r_1/sub/b.txt", "s/r_10/c.txt"]
+    assert dataset_store.list_files("s", named="r_") == ["s/r_1/a.txt", "s/r_1/sub/b.txt", "s/r_10/c.txt", "s/r_top.txt"]
+    assert dataset_store.list_files("s", named="z") == [] and dataset_store.list_files("missing", named="r") == []
+    assert dataset_store.list_folders("s") == ["q_1", "r_1", "r_10"]  # folders only, not their files
+    assert dataset_store.list_folders("s/r_1") == ["sub"] and dataset_store.list_folders("missing") == []
+    assert {"other", "s"} <= set(dataset_store.list_folders(""))  # a local store also keeps its .tmp/ there
+
+
 def test_copy_get_put_and_delete_prefix(dataset_store: DatasetStore, tmp_path: Path) -> None:
     source = make_scenario_folder(tmp_path / "src")
     keys = dataset_store.put_dir(source, "staging/r_0")

@@ -49,11 +49,16 @@ class HeldSlot:
     lease_id: UUID
     stopped: threading.Event = field(default_factory=threading.Event)
     lapsed: threading.Event = field(default_factory=threading.Event)
+    _renewal: threading.Thread | None = field(default=None, init=False, repr=False)
 
-    def keep_renewed(self) -> threading.Thread:
-        thread = threading.Thread(target=self._renew, name=f"generation-slot-{self.lease_id}", daemon=True)
-        thread.start()
-        return thread
+    def keep_renewed(self) -> None:
+        self._renewal = threading.Thread(target=self._renew, name=f"generation-slot-{self.lease_id}", daemon=True)
+        self._renewal.start()
+
+    def stop_renewing(self, *, wait_s: float = 0.0) -> None:
+        self.stopped.set()
+        if self._renewal is not None and wait_s > 0:
+            self._renewal.join(timeout=wait_s)
 
     def _renew(self) -> None:
         failures = 0
@@ -91,7 +96,7 @@ class HeldSlots:
         self._holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id) if flow_run_id else None
         self._changed = threading.Condition()
         self._free: list[HeldSlot] = []
-        self._held: dict[UUID, tuple[HeldSlot, threading.Thread]] = {}
+        self._held: dict[UUID, HeldSlot] = {}
         self._acquiring = 0  # leases being asked for, not granted yet
         self._closed = False
         self.leases_taken = 0  # how many leases the server granted this run
@@ -107,7 +112,8 @@ class HeldSlots:
                     slot = self._free.pop()
                     if not slot.lapsed.is_set():
                         return slot
-                    lapsed.append(self._forget(slot))
+                    if self._forget(slot):
+                        lapsed.append(slot)
                 if len(self._held) + self._acquiring < self.lanes:
                     self._acquiring += 1
                     break
@@ -122,23 +128,23 @@ class HeldSlots:
                 self._changed.notify()
             raise
         slot = HeldSlot(lease_id)
-        renewal = slot.keep_renewed()
+        slot.keep_renewed()
         with self._changed:
             self._acquiring -= 1
-            self._held[slot.lease_id] = (slot, renewal)
+            self._held[slot.lease_id] = slot
             self.leases_taken += 1
         return slot
 
     def give_back(self, slot: HeldSlot) -> None:
         """Return a seed's slot for the next seed (a lapsed one is dropped, so a fresh lease replaces it)."""
         with self._changed:
-            dropped = slot.lapsed.is_set() or self._closed
-            if dropped:
-                self._forget(slot)
-            else:
+            keep = not (slot.lapsed.is_set() or self._closed)
+            if keep:
                 self._free.append(slot)
+            # After close the lease is given back already, unless it was granted while close ran.
+            release = not keep and self._forget(slot)
             self._changed.notify()
-        if dropped:
+        if release:
             self._release(slot)
 
     def close(self) -> None:
@@ -149,9 +155,8 @@ class HeldSlots:
             self._held.clear()
             self._free.clear()
             self._changed.notify_all()
-        for slot, renewal in held:
-            slot.stopped.set()
-            renewal.join(timeout=5)
+        for slot in held:
+            slot.stop_renewing(wait_s=5)
             self._release(slot)
 
     def _acquire_lease(self) -> UUID:
@@ -171,11 +176,11 @@ class HeldSlots:
 
         return contextvars.copy_context().run(acquire)
 
-    def _forget(self, slot: HeldSlot) -> HeldSlot:
-        """Stop holding ``slot`` (the caller holds the lock and gives the lease back after)."""
-        self._held.pop(slot.lease_id, None)
-        slot.stopped.set()
-        return slot
+    def _forget(self, slot: HeldSlot) -> bool:
+        """Stop holding ``slot`` (the caller holds the lock); whether it was held, so its lease is the caller's
+        to give back."""
+        slot.stop_renewing()
+        return self._held.pop(slot.lease_id, None) is not None
 
     @staticmethod
     def _release(slot: HeldSlot) -> None:

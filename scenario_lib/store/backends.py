@@ -101,14 +101,17 @@ class Backend(ABC):
         found = self.fs.find(full, withdirs=False, detail=True)
         return list(found.values()) if isinstance(found, dict) else []
 
-    def find_named(self, full: str, name_prefix: str) -> list[dict[str, Any]]:
-        """Every file entry below the entries of the folder ``full`` whose names start with ``name_prefix``."""
+    def entries(self, full: str) -> list[dict[str, Any]]:
+        """The entries (fsspec detail dicts, files and folders) directly in the folder ``full``; none if absent."""
         try:
-            entries = self.fs.ls(full, detail=True)
+            return list(self.fs.ls(full, detail=True))
         except FileNotFoundError:
             return []
+
+    def find_named(self, full: str, name_prefix: str) -> list[dict[str, Any]]:
+        """Every file entry below the entries of the folder ``full`` whose names start with ``name_prefix``."""
         found: list[dict[str, Any]] = []
-        for entry in entries:
+        for entry in self.entries(full):
             if not entry["name"].rstrip("/").rsplit("/", 1)[-1].startswith(name_prefix):
                 continue
             found += self.find(entry["name"].rstrip("/")) if entry.get("type") == "directory" else [entry]
@@ -325,8 +328,7 @@ class S3Backend(Backend):
         # List the parent with a "<name>/" prefix: s3fs answers an empty plain find() with extra
         # HEAD + LIST requests to check whether the path is a file, which doubles listing cost.
         parent, _, name = full.rpartition("/")
-        found = self.fs.find(parent, withdirs=False, detail=True, prefix=f"{name}/")
-        return list(found.values()) if isinstance(found, dict) else []
+        return self.find_named(parent, f"{name}/")
 
     def find_named(self, full: str, name_prefix: str) -> list[dict[str, Any]]:
         # One listing of the keys that start with "<folder>/<name_prefix>", however many others the folder holds.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.store.backends import S3_MAX_ATTEMPTS, Backend, LocalBackend, S3Backend, StoreBackend, redact_url
@@ -249,7 +249,7 @@ class DatasetStore:
             elif recursive:
                 entries = self._backend.find(full)
             else:
-                entries = self._entries(full)
+                entries = self._backend.entries(full)
         folder = full + "/"
         names = [
             self._relative(entry["name"])
@@ -263,7 +263,7 @@ class DatasetStore:
         key = validate_key(prefix, allow_root=True)
         full = self._full(key)
         with self._io("list", key):
-            entries = self._entries(full)
+            entries = self._backend.entries(full)
         folder = full + "/"
         names = [
             entry["name"].rstrip("/")[len(folder) :]
@@ -271,13 +271,6 @@ class DatasetStore:
             if entry.get("type") == "directory" and entry["name"].startswith(folder)
         ]
         return sorted(name for name in names if name and "/" not in name)
-
-    def _entries(self, full: str) -> list[dict[str, Any]]:
-        """The fsspec detail entries directly in the folder ``full`` (none when it does not exist)."""
-        try:
-            return list(self._fs.ls(full, detail=True))
-        except FileNotFoundError:
-            return []
 
     def delete(self, path: str) -> None:
         """Delete the file `path` if it exists."""

@@ -104,20 +104,27 @@ def time_env_steps(env: gymnasium.Env[Any, Any], actions: np.ndarray) -> tuple[f
 
 
 def record_mj_step_calls(env: gymnasium.Env[Any, Any], actions: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """The ``mj_step`` calls one episode makes: (nstep, xfrc_applied, qfrc_applied) at each call."""
-    calls: list[tuple[int, np.ndarray, np.ndarray]] = []
-    real_step = mujoco.mj_step
+    """The ``mj_step`` calls one episode makes: (nstep, xfrc_applied, qfrc_applied) at each call, as the hand's
+    kernel records them (it calls libmujoco directly)."""
+    unwrapped = env.unwrapped
+    assert isinstance(unwrapped, ScenarioEnv)
+    model = unwrapped.model
+    recorded: list[tuple[int, bytes, bytes]] = []
+    real_start = unwrapped._start_episode
 
-    def recording_step(model: mujoco.MjModel, data: mujoco.MjData, nstep: int = 1) -> None:
-        calls.append((nstep, data.xfrc_applied.copy(), data.qfrc_applied.copy()))
-        real_step(model, data, nstep=nstep)
+    def recording_start() -> None:  # every episode gets a fresh hand: record on the one this episode makes
+        real_start()
+        unwrapped._hand.kernel.record = recorded
 
-    mujoco.mj_step = recording_step  # the hand calls mujoco.mj_step through the module
+    unwrapped._start_episode = recording_start  # type: ignore[method-assign]
     try:
         time_env_steps(env, actions)
     finally:
-        mujoco.mj_step = real_step
-    return calls
+        unwrapped._start_episode = real_start  # type: ignore[method-assign]
+        unwrapped._hand.kernel.record = None
+    return [
+        (nstep, np.frombuffer(xfrc).reshape(model.nbody, 6), np.frombuffer(qfrc)) for nstep, xfrc, qfrc in recorded
+    ]
 
 
 def time_raw_calls(model: mujoco.MjModel, calls: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray]:

@@ -36,7 +36,6 @@ from scenario_lib.scene.actuation import (
     ACTION_SIZE,
     CONTROL_PERIOD_S,
     Hand,
-    HandAction,
     HandLimits,
     JointKind,
     MovableBody,
@@ -189,13 +188,12 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
 
     def step(self, action: Action) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
         """Advance one control period under ``action`` (clipped into the action space)."""
-        values = self._checked(action)
-        hand_action = HandAction.from_floats(values)
-        self._hand.act(hand_action)
+        values = self._checked(action)  # the body index already snapped to a whole number
+        self._hand.act_floats(values)
         self._steps += 1
-        self._grasping = hand_action.grasp
-        if hand_action.grasp:
-            self._held = hand_action.body
+        self._grasping = grasping = values[1] > 0.5
+        if grasping:
+            self._held = int(values[0])
         self._target = values[2:]
         self._refresh_kinematics()
         distance = self._goal_distance(self._kinematics)

@@ -1,5 +1,5 @@
 """`scenario_lib.scene.actuation`: the abstract hand replays the stored demonstrations of every family exactly,
-and its float controller is bit for bit the numpy formulation it replaced (real MuJoCo scenes, random actions)."""
+and its compiled controller is bit for bit the numpy formulation it replaced (real MuJoCo scenes, random actions)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from scenario_lib.scene.actuation import (
     quat_from_rotation_vector,
     rotation_vector_from_quat,
 )
+from scenario_lib.scene._hand import set_order
 from scenario_lib.scene.demonstration import replay
 from tests.benchmark_fixtures import FAMILIES, PromotedBenchmark, promoted_benchmark  # noqa: F401
 
@@ -115,7 +116,7 @@ def random_actions(hand: Hand, rng: np.random.Generator, count: int) -> list[Han
 @pytest.mark.parametrize(
     ("seed", "bounded"), [(0, False), (1, False), (2, True), (3, True)], ids=["seed0", "seed1", "seed2-clamped", "seed3-clamped"]
 )
-def test_the_float_controller_is_the_numpy_formulation_bit_for_bit(seed: int, bounded: bool) -> None:
+def test_the_compiled_controller_is_the_numpy_formulation_bit_for_bit(seed: int, bounded: bool) -> None:
     model = mujoco.MjModel.from_xml_string(SCENE_XML)
     fast_data, reference_data = mujoco.MjData(model), mujoco.MjData(model)
     for data in (fast_data, reference_data):
@@ -287,3 +288,29 @@ def _numpy_quat_error(target: Vector, current: Vector) -> Vector:
 def _numpy_clamp_norm(vector: Vector, bound: float) -> Vector:
     norm = float(np.linalg.norm(vector))
     return vector if norm <= bound or norm == 0.0 else vector * (bound / norm)
+
+
+def test_the_kernel_sums_riders_in_the_order_a_python_set_iterates_them() -> None:
+    # The reference sums the free bodies resting on a joint in the iteration order of a set of their body ids.
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        keys = rng.integers(1, int(rng.choice([8, 40, 300])), size=int(rng.integers(1, 40))).tolist()
+        assert set_order(keys) == list(set(keys)), keys
+
+
+def test_a_recorded_episode_replays_on_bare_mujoco_calls() -> None:
+    # What the step-cost benchmark relies on: the kernel's record of its mj_step calls reproduces the episode.
+    model = mujoco.MjModel.from_xml_string(SCENE_XML)
+    data, bare = mujoco.MjData(model), mujoco.MjData(model)
+    for each in (data, bare):
+        mujoco.mj_forward(model, each)
+    hand = Hand(model, data)
+    hand.kernel.record = recorded = []
+    for action in random_actions(hand, np.random.default_rng(4), 60):
+        hand.act(action)
+    assert sum(nstep for nstep, _, _ in recorded) == 60 * hand.steps_per_action
+    for nstep, xfrc, qfrc in recorded:
+        bare.xfrc_applied[:] = np.frombuffer(xfrc).reshape(model.nbody, 6)
+        bare.qfrc_applied[:] = np.frombuffer(qfrc)
+        mujoco.mj_step(model, bare, nstep=nstep)
+    assert bare.qpos.tobytes() == data.qpos.tobytes() and bare.qvel.tobytes() == data.qvel.tobytes()

@@ -86,9 +86,15 @@ def build_benchmark(root: Path, per_family: int) -> tuple[DatasetStore, dict[str
     return store, families
 
 
-def time_env_steps(env: gymnasium.Env[Any, Any], actions: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """Seconds spent in ``env.step`` over one demonstration episode, its step count and final qpos."""
+def time_env_steps(
+    env: gymnasium.Env[Any, Any], actions: np.ndarray, record: list[tuple[int, bytes, bytes]] | None = None
+) -> tuple[float, int, np.ndarray]:
+    """Seconds spent in ``env.step`` over one demonstration episode, its step count and final qpos; with
+    ``record``, the hand's kernel appends its mj_step calls to it."""
     env.reset(seed=0)
+    unwrapped = env.unwrapped
+    assert isinstance(unwrapped, ScenarioEnv)
+    unwrapped._hand.kernel.record = record  # the episode's hand, made by reset
     spent = 0.0
     steps = 0
     for action in actions:
@@ -98,33 +104,17 @@ def time_env_steps(env: gymnasium.Env[Any, Any], actions: np.ndarray) -> tuple[f
         steps += 1
         if terminated or truncated:
             break
-    unwrapped = env.unwrapped
-    assert isinstance(unwrapped, ScenarioEnv)
+    unwrapped._hand.kernel.record = None
     return spent, steps, unwrapped.data.qpos.copy()
 
 
 def record_mj_step_calls(env: gymnasium.Env[Any, Any], actions: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """The ``mj_step`` calls one episode makes: (nstep, xfrc_applied, qfrc_applied) at each call, as the hand's
     kernel records them (it calls libmujoco directly)."""
-    unwrapped = env.unwrapped
-    assert isinstance(unwrapped, ScenarioEnv)
-    model = unwrapped.model
     recorded: list[tuple[int, bytes, bytes]] = []
-    real_start = unwrapped._start_episode
-
-    def recording_start() -> None:  # every episode gets a fresh hand: record on the one this episode makes
-        real_start()
-        unwrapped._hand.kernel.record = recorded
-
-    unwrapped._start_episode = recording_start  # type: ignore[method-assign]
-    try:
-        time_env_steps(env, actions)
-    finally:
-        unwrapped._start_episode = real_start  # type: ignore[method-assign]
-        unwrapped._hand.kernel.record = None
-    return [
-        (nstep, np.frombuffer(xfrc).reshape(model.nbody, 6), np.frombuffer(qfrc)) for nstep, xfrc, qfrc in recorded
-    ]
+    time_env_steps(env, actions, recorded)
+    nbody = env.unwrapped.model.nbody  # type: ignore[attr-defined]
+    return [(nstep, np.frombuffer(xfrc).reshape(nbody, 6), np.frombuffer(qfrc)) for nstep, xfrc, qfrc in recorded]
 
 
 def time_raw_calls(model: mujoco.MjModel, calls: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray]:

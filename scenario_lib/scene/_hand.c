@@ -200,14 +200,15 @@ static int act_free(HandKernel *self, const Body *body, const double target_pos[
 #define PERTURB_SHIFT 5
 #define LINEAR_PROBES 9
 
-static void set_insert(long *table, size_t mask, long key) {
+/* Adds `key` to the open-addressed `table`; 1 if it was not there yet. */
+static int set_insert(long *table, size_t mask, long key) {
   size_t perturb = (size_t)key, i = (size_t)key & mask;
   while (1) {
     long *entry = &table[i];
     size_t probes = (i + LINEAR_PROBES <= mask) ? LINEAR_PROBES : 0;
     do {
-      if (*entry < 0) { *entry = key; return; }
-      if (*entry == key) return;
+      if (*entry < 0) { *entry = key; return 1; }
+      if (*entry == key) return 0;
       entry++;
     } while (probes--);
     perturb >>= PERTURB_SHIFT;
@@ -221,10 +222,7 @@ static int set_order(long *order, int count) {
   int used = 0;
   for (size_t i = 0; i < SET_SLOTS_MAX; i++) table[i] = -1;
   for (int n = 0; n < count; n++) {
-    int before = 0;
-    for (size_t i = 0; i <= mask; i++) before += table[i] == order[n];
-    if (before) continue;
-    set_insert(table, mask, order[n]);
+    if (!set_insert(table, mask, order[n])) continue;
     used++;
     if ((size_t)used * 5 < mask * 3) continue;
     size_t size = 8;
@@ -375,16 +373,6 @@ static PyObject *kernel_act(HandKernel *self, PyObject *const *args, Py_ssize_t 
   Py_RETURN_NONE;
 }
 
-static PyObject *kernel_release(HandKernel *self, PyObject *Py_UNUSED(ignored)) {
-  release(self);
-  Py_RETURN_NONE;
-}
-
-static PyObject *kernel_get_held(HandKernel *self, void *Py_UNUSED(closure)) {
-  if (self->held < 0) Py_RETURN_NONE;
-  return PyLong_FromLong(self->held);
-}
-
 static PyObject *kernel_get_record(HandKernel *self, void *Py_UNUSED(closure)) {
   Py_INCREF(self->record);
   return self->record;
@@ -526,12 +514,10 @@ static PyObject *module_set_order(PyObject *Py_UNUSED(module), PyObject *keys) {
 
 static PyMethodDef kernel_methods[] = {
     {"act", (PyCFunction)(void (*)(void))kernel_act, METH_FASTCALL, "act(body, grasp, x, y, z, rx, ry, rz, joint): one control period."},
-    {"release", (PyCFunction)kernel_release, METH_NOARGS, "Let go of the held body (its applied force and torque zeroed)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef kernel_getset[] = {
-    {"held", (getter)kernel_get_held, NULL, "The index of the held body, or None.", NULL},
     {"record", (getter)kernel_get_record, (setter)kernel_set_record,
      "None, or a list that gets (nstep, xfrc_applied bytes, qfrc_applied bytes) before each mj_step call.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

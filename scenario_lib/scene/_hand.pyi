@@ -5,7 +5,6 @@ from collections.abc import Sequence
 import mujoco
 
 class HandKernel:
-    held: int | None
     record: list[tuple[int, bytes, bytes]] | None
     def __init__(
         self,
@@ -20,6 +19,5 @@ class HandKernel:
         steps_per_action: int,
     ) -> None: ...
     def act(self, body: int, grasp: bool, x: float, y: float, z: float, rx: float, ry: float, rz: float, joint: float) -> None: ...
-    def release(self) -> None: ...
 
 def set_order(keys: Sequence[int]) -> list[int]: ...

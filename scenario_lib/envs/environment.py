@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scenario_lib.envs.sources import LoadedScenario, load_benchmark_scenario, load_scenario
-from scenario_lib.envs.spaces import Observation, SceneSpaces, StateIndex, snap_body
+from scenario_lib.envs.spaces import Observation, Observer, SceneSpaces, snap_body
 from scenario_lib.errors import ConfigError, ScenarioError
 from scenario_lib.scene.actuation import (
     ACTION_SIZE,
@@ -43,6 +43,7 @@ from scenario_lib.scene.actuation import (
 )
 from scenario_lib.scene.demonstration import Demonstration
 from scenario_lib.scene.render import HEADLESS_BACKENDS, gl_backend
+from scenario_lib.scene.state import BodyStateReader
 from scenario_lib.scene.task import compile_goal_distance
 
 Action = npt.NDArray[np.float64]
@@ -107,8 +108,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self.model = scenario.model
         self.data = mujoco.MjData(self.model)
         # Observations and rewards are read from a second MjData holding the kinematics of the current
-        # state: after mj_step, `data`'s derived quantities (xpos, cvel) lag qpos by one substep, and
-        # the hand reads them, so refreshing them in place would change the physics of a replay.
+        # state (see BodyStateReader): the hand reads `data`'s own, which lag its qpos after mj_step.
         self._kinematics = mujoco.MjData(self.model)
         self._limits = HandLimits.from_model(self.model)
         bodies = movable_bodies(self.model)  # the hand's bodies, in its order
@@ -123,7 +123,8 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self._condition = scenario.task.success
         self._goal_distance = compile_goal_distance(self._condition, self.model)
         self._spaces = SceneSpaces.from_scene(self.model, bodies, self._condition, scenario.demonstration.actions)
-        self._index = StateIndex.from_bodies(self.model, bodies)
+        self._state = BodyStateReader(self.model, self.data, self._kinematics, bodies)
+        self._observer = Observer(self._spaces)
         self.action_space = self._spaces.action_space  # type: ignore[assignment]  # a float64 Box
         self.observation_space = self._spaces.observation_space
         demonstration_steps = len(scenario.demonstration.actions)
@@ -140,7 +141,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self._action_low = self._spaces.action_low.tolist()
         self._action_high = self._spaces.action_high.tolist()
         mujoco.mj_forward(self.model, self.data)
-        self._refresh_kinematics()
+        self._state.refresh()
         self._initial_distance = self._goal_distance(self._kinematics)
         if not 0 < self._initial_distance < math.inf:
             raise ConfigError(
@@ -182,7 +183,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
             self.data.qpos[self._free_qpos + 1] += offsets[:, 1]
         mujoco.mj_forward(self.model, self.data)
         self._start_episode()
-        self._refresh_kinematics()
+        self._state.refresh()
         distance = self._goal_distance(self._kinematics)
         return self._observe(distance), self._info(distance)
 
@@ -195,7 +196,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         if grasping:
             self._held = int(values[0])
         self._target = values[2:]
-        self._refresh_kinematics()
+        self._state.refresh()
         distance = self._goal_distance(self._kinematics)
         success = distance <= 0.0
         self._success_run = self._success_run + 1 if success else 0
@@ -260,19 +261,9 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         clipped[0] = snap_body(clipped[0], len(self._spaces.bodies))
         return clipped
 
-    def _refresh_kinematics(self) -> None:
-        kinematics = self._kinematics
-        kinematics.qpos[:] = self.data.qpos
-        kinematics.qvel[:] = self.data.qvel
-        mujoco.mj_kinematics(self.model, kinematics)
-        mujoco.mj_comPos(self.model, kinematics)
-        mujoco.mj_comVel(self.model, kinematics)
-
     def _observe(self, distance: float) -> Observation:
-        return self._index.observe(
-            self.model,
-            self._kinematics,
-            self._spaces,
+        return self._observer.observe(
+            self._state.read(),
             grasping=self._grasping,
             held=self._held,
             target=self._target,

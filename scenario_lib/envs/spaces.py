@@ -41,10 +41,10 @@ from gymnasium import spaces
 
 from scenario_lib.contract import AllOf, InsideZone, JointInRange, SuccessCondition
 from scenario_lib.scene.actuation import ACTION_SIZE, JointKind, MovableBody
+from scenario_lib.scene.state import BodyState
 
 Array = npt.NDArray[np.float64]
 Observation = dict[str, Any]
-_BODY = int(mujoco.mjtObj.mjOBJ_BODY)
 
 # The workspace a target may lie in: this many times the scene's extent around its centre (MuJoCo's
 # model.stat), and never less than 10 cm, so a carried body can be lifted clear of everything.
@@ -189,65 +189,28 @@ def snap_body(value: float, count: int) -> float:
     return float(0 if index < 0 else count - 1 if index >= count else index)
 
 
-@dataclass(frozen=True)
-class StateIndex:
-    """Index arrays that read the movable bodies' state out of `mujoco.MjData` in a few numpy calls."""
+class Observer:
+    """Makes a scene's observations (the layout in the module doc) from its bodies' state."""
 
-    body_ids: npt.NDArray[np.intp]
-    jointed: Array  # 1.0 for a hinge or slide body, 0.0 for a free one
-    any_free: bool  # whether `jointed` masks anything (x * 1.0 is x, bit for bit)
-    joint_qpos: npt.NDArray[np.intp]
-    joint_dof: npt.NDArray[np.intp]
-    # The discrete components' values (0 or 1, a body index) as numpy scalars: they are immutable, so one
-    # per value serves every observation.
-    scalars: tuple[np.int64, ...]
+    def __init__(self, scene: SceneSpaces) -> None:
+        self._scene = scene
+        # The discrete components' values (0 or 1, a body index) as numpy scalars: they are immutable, so one
+        # per value serves every observation.
+        self._scalars = tuple(np.int64(value) for value in range(max(2, len(scene.bodies))))
 
-    @classmethod
-    def from_bodies(cls, model: mujoco.MjModel, bodies: tuple[MovableBody, ...]) -> StateIndex:
-        body_ids = np.array([body.body_id for body in bodies], dtype=np.intp)
-        return cls(
-            body_ids=body_ids,
-            jointed=np.array([0.0 if body.kind is JointKind.FREE else 1.0 for body in bodies]),
-            any_free=any(body.kind is JointKind.FREE for body in bodies),
-            joint_qpos=np.array([body.qpos for body in bodies], dtype=np.intp),
-            joint_dof=np.array([body.dof for body in bodies], dtype=np.intp),
-            scalars=tuple(np.int64(value) for value in range(max(2, len(bodies)))),
-        )
-
-    def observe(
-        self,
-        model: mujoco.MjModel,
-        data: mujoco.MjData,
-        scene: SceneSpaces,
-        *,
-        grasping: bool,
-        held: int,
-        target: Sequence[float],
-        goal_distance: float,
-    ) -> Observation:
-        """The observation of ``data``, whose kinematics and com velocities must be current. Every array is
-        new (``take``, arithmetic and ``np.array`` copy): none is shared with the simulation or with an earlier
-        observation."""
-        joint_position = data.qpos.take(self.joint_qpos)
-        joint_velocity = data.qvel.take(self.joint_dof)
-        if self.any_free:
-            # For a free body the index reads its x coordinate; the mask zeroes it.
-            joint_position *= self.jointed
-            joint_velocity *= self.jointed
-        velocity = np.empty((len(self.body_ids), 6))
-        for row, body_id in enumerate(self.body_ids.tolist()):
-            # [angular, linear] of the body frame origin, world orientation.
-            mujoco.mj_objectVelocity(model, data, _BODY, body_id, velocity[row], 0)
-        # `take` copies the rows as fancy indexing would, in less time.
+    def observe(self, state: BodyState, *, grasping: bool, held: int, target: Sequence[float], goal_distance: float) -> Observation:
+        """The observation of ``state`` (whose arrays it takes as they are) and the hand's and goal's values.
+        Every array is new: none is shared with the simulation or with an earlier observation."""
+        scene = self._scene
         return {
-            "body_position_m": data.xpos.take(self.body_ids, axis=0),
-            "body_quaternion": data.xquat.take(self.body_ids, axis=0),
-            "body_linear_velocity_m_s": velocity[:, 3:].copy(),
-            "body_angular_velocity_rad_s": velocity[:, :3].copy(),
-            "joint_position": joint_position,
-            "joint_velocity": joint_velocity,
-            "hand_grasping": self.scalars[grasping],
-            "hand_body": self.scalars[held],
+            "body_position_m": state.position_m,
+            "body_quaternion": state.quaternion,
+            "body_linear_velocity_m_s": state.linear_velocity_m_s,
+            "body_angular_velocity_rad_s": state.angular_velocity_rad_s,
+            "joint_position": state.joint_position,
+            "joint_velocity": state.joint_velocity,
+            "hand_grasping": self._scalars[grasping],
+            "hand_body": self._scalars[held],
             "hand_target": np.array(target, dtype=np.float64),
             "goal_active": scene.goal_active.copy(),
             "goal_zone_center_m": scene.goal_zone_center_m.copy(),
@@ -257,4 +220,4 @@ class StateIndex:
         }
 
 
-__all__ = ["Observation", "SceneSpaces", "StateIndex", "snap_body"]
+__all__ = ["Observation", "SceneSpaces", "Observer", "snap_body"]

@@ -18,26 +18,38 @@ without giving its slots back frees them on the server within that time. A renew
 good (the server gone for longer than the lease) drops the lease: the seed running under it finishes,
 and the next seed takes a fresh one.
 
+The lease writes are this module's own requests, not Prefect's `concurrency()`: a server on SQLite answers a
+write that loses a race for the database with 503, which Prefect's client meets with a fixed 2-s sleep; the
+run's first lease requests race its task-run writes and met one nearly every time (four seeds held out of
+their slots for ~2 s of a ~6-s count-10 run). `_post_retrying_busy` asks again after 50 ms instead.
+
 Only seeds on the flow-run process's own threads use it; a Dask worker may outlive the run, so a seed
 there takes and gives back a slot of its own (see `flows.seeds.generate_seed_task`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 from uuid import UUID
 
+import httpx
+from prefect.client.base import PrefectHttpxSyncClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.concurrency.context import ConcurrencyContext
-from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
 from prefect.logging.loggers import get_logger
+
+from scenario_lib.errors import ConfigError
 
 LEASE_DURATION_S = 60.0
 RENEW_EVERY_S = 20.0  # a third of the lease: two renewals may fail before it lapses
+# A busy server (503) is asked again after 50 ms, then 100, 200, ... up to 2 s apart, for 60 s in all.
+RETRY_BUSY_FIRST_S = 0.05
+RETRY_BUSY_MAX_S = 2.0
+RETRY_BUSY_FOR_S = 60.0
 
 logger = get_logger("flows.slots")
 
@@ -160,21 +172,28 @@ class HeldSlots:
             self._release(slot)
 
     def _acquire_lease(self) -> UUID:
-        """A new lease of one slot, waiting on the global limit, that outlives the seed task asking for it.
-
-        Prefect records a lease taken inside a task run in that run's `ConcurrencyContext` and releases it
-        when the task run ends; this one is the flow run's, so it is taken in a copy of the caller's context
-        (its settings and client) without the task run's `ConcurrencyContext`.
-        """
-
-        def acquire() -> UUID:
-            ConcurrencyContext.__var__.set(None)  # type: ignore[arg-type]  # None: get() finds no context
-            response = acquire_concurrency_slots_with_lease(
-                [self.limit_name], 1, lease_duration=LEASE_DURATION_S, strict=True, holder=self._holder
-            )
-            return response.lease_id
-
-        return contextvars.copy_context().run(acquire)
+        """A new lease of one slot, waiting on the global limit (as long as it takes), that outlives the seed
+        task asking for it: taken straight from the server, so no task run's `ConcurrencyContext` records it
+        (Prefect releases what a task run's context holds when the task run ends)."""
+        body: dict[str, Any] = {"names": [self.limit_name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_DURATION_S}
+        if self._holder is not None:
+            body["holder"] = self._holder.model_dump(mode="json")
+        while True:
+            try:
+                response = _post_retrying_busy("/v2/concurrency_limits/increment-with-lease", body)
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code != httpx.codes.LOCKED:
+                    raise
+                # Every slot is taken: the server says when to ask again (its slots' average occupancy, capped).
+                time.sleep(float(err.response.headers.get("Retry-After", RETRY_BUSY_MAX_S)))
+                continue
+            granted = response.json()
+            if not granted.get("limits"):  # strict: a missing or disabled limit must not let the seed run unlimited
+                raise ConfigError(
+                    f"the global concurrency limit {self.limit_name!r} is missing or disabled on the Prefect server; "
+                    f"create it with `prefect gcl create {self.limit_name} --limit <slots>` (scripts/stack.sh up does)"
+                )
+            return UUID(granted["lease_id"])
 
     def _forget(self, slot: HeldSlot) -> bool:
         """Stop holding ``slot`` (the caller holds the lock); whether it was held, so its lease is the caller's
@@ -186,7 +205,7 @@ class HeldSlots:
     def _release(slot: HeldSlot) -> None:
         """Give a lease back to the server; one that lapsed may be gone already, which is fine."""
         try:
-            release_concurrency_slots_with_lease(slot.lease_id)
+            _post_retrying_busy("/v2/concurrency_limits/decrement-with-lease", {"lease_id": str(slot.lease_id)})
         except Exception as err:  # the server forgot it, or lets it lapse by itself
             if not slot.lapsed.is_set():
                 logger.warning(
@@ -199,6 +218,34 @@ class HeldSlots:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
+
+
+def _post_retrying_busy(path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST ``body`` to the Prefect API at ``path``, asking again soon while the server answers 503 (busy);
+    any other error status is raised as `httpx.HTTPStatusError`.
+
+    A local server on SQLite answers 503 when a write transaction loses a race for the database (SQLITE_BUSY
+    at once, whatever its busy timeout), and the lease writes race the run's own task-run writes at its
+    start: measured on the local stack, the run's first lease request met one nearly every time. Prefect's
+    client answers a 503 by sleeping 2 s (2**1, its fixed exponential base) before it asks again or, with
+    no retries left, gives up, which held all four seeds of a count-10 run out of their slots for ~2 s.
+    So each attempt is one plain httpx send on Prefect's own configured client (its base URL, auth headers
+    and CSRF token), asked again after 50 ms, doubling up to `RETRY_BUSY_MAX_S`, for `RETRY_BUSY_FOR_S`.
+    """
+    delay_s = RETRY_BUSY_FIRST_S
+    deadline = time.monotonic() + RETRY_BUSY_FOR_S
+    with get_client(sync_client=True) as client:
+        http = client._client  # prefect 3.8's PrefectHttpxSyncClient (pinned in pyproject.toml)
+        assert isinstance(http, PrefectHttpxSyncClient), f"unexpected Prefect client {type(http).__name__}"
+        while True:
+            request = http.build_request("POST", path, json=body)
+            if http.enable_csrf_support:
+                http._add_csrf_headers(request)
+            response = httpx.Client.send(http, request)  # httpx's own send: one attempt, no 2-s sleep
+            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE or time.monotonic() + delay_s > deadline:
+                return response.raise_for_status()
+            time.sleep(delay_s)
+            delay_s = min(2 * delay_s, RETRY_BUSY_MAX_S)
 
 
 __all__ = ["LEASE_DURATION_S", "HeldSlot", "HeldSlots"]

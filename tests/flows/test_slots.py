@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
@@ -16,6 +17,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.slots import HeldSlot, HeldSlots
+from scenario_lib.errors import ConfigError
 
 LIMIT = "slots-test"
 SLOTS = 3
@@ -133,3 +135,32 @@ def test_a_lapsed_lease_is_replaced_by_a_fresh_one(prefect_api: None) -> None:
         fresh = slots.take()
         assert fresh is not slot and slots.leases_taken == 2
         slots.give_back(fresh)
+
+
+def test_a_busy_server_is_asked_again_within_a_fraction_of_a_second(prefect_api: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A local SQLite server answers 503 when a write loses a race for the database; Prefect's client would
+    # sleep 2 s on each. Two 503s are injected in front of the real server's answer.
+    send = httpx.Client.send
+    busy_answers: list[float] = []
+
+    def busy_twice(client: httpx.Client, request: httpx.Request, **kwargs: object) -> httpx.Response:
+        if request.url.path.endswith("/increment-with-lease") and len(busy_answers) < 2:
+            busy_answers.append(time.monotonic())
+            return httpx.Response(503, json={"exception_message": "Service Unavailable"}, request=request)
+        return send(client, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Client, "send", busy_twice)
+    with HeldSlots(LIMIT, 1) as slots:
+        started = time.monotonic()
+        slot = slots.take()
+        waited_s = time.monotonic() - started
+        assert len(busy_answers) == 2 and active_slots() == 1
+        slots.give_back(slot)
+    assert waited_s < 1.0, f"two busy answers held the seed {waited_s:.2f} s out of its slot"
+    assert active_slots() == 0
+
+
+def test_a_missing_limit_is_a_config_error_naming_the_fix(prefect_api: None) -> None:
+    with HeldSlots("no-such-limit", 1) as slots:
+        with pytest.raises(ConfigError, match="prefect gcl create no-such-limit"):
+            slots.take()

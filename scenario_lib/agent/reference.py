@@ -137,9 +137,15 @@ def contract_reference() -> str:
 
 def stage_rules() -> str:
     """The rules of every validation stage, with the validator's own thresholds."""
-    from scenario_lib.scene.mjcf import MAX_BODY_EXTENT_M, MAX_MOVING_MASS_KG, MAX_TIMESTEP_S, MIN_BODY_EXTENT_M, MIN_MOVING_MASS_KG
-    from scenario_lib.scene.simulation import DEFAULT_THRESHOLDS as T
-    from scenario_lib.scene.task import ZONE_REACH_MARGIN
+    from scenario_lib.scene.limits import DEFAULT_THRESHOLDS as T
+    from scenario_lib.scene.limits import (
+        MAX_BODY_EXTENT_M,
+        MAX_MOVING_MASS_KG,
+        MAX_TIMESTEP_S,
+        MIN_BODY_EXTENT_M,
+        MIN_MOVING_MASS_KG,
+        ZONE_REACH_MARGIN,
+    )
 
     return f"""\
 ## What the validator checks, per (seed, scale); the first failing stage ends that seed

@@ -56,6 +56,7 @@ from scenario_lib.contract import (
 from scenario_lib.contract import Scenario
 from scenario_lib.errors import MjcfError
 from scenario_lib.report import Stage, StageResult
+from scenario_lib.scene.limits import MAX_BODY_EXTENT_M, MAX_MOVING_MASS_KG, MAX_TIMESTEP_S, MIN_BODY_EXTENT_M, MIN_MOVING_MASS_KG
 
 MESH_DIR = "meshes"
 MESH_SCALE = 0.001  # mm → m
@@ -66,12 +67,6 @@ COLLISION_GROUP = 3
 PREVIEW_CAMERA = "preview"
 _PREVIEW_FOVY_DEG = 45.0
 
-# Plausibility limits the compiler does not enforce (see check_model_rules).
-MIN_MOVING_MASS_KG = 0.001
-MAX_MOVING_MASS_KG = 500.0
-MIN_BODY_EXTENT_M = 0.001
-MAX_BODY_EXTENT_M = 5.0
-MAX_TIMESTEP_S = 0.01
 
 Matrix = npt.NDArray[np.float64]
 

@@ -15,30 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from scenario_lib.report import Metric, Stage, StageResult
+from scenario_lib.scene.limits import DEFAULT_THRESHOLDS, StabilityThresholds
 
-
-@dataclass(frozen=True)
-class StabilityThresholds:
-    """Limits a passive simulation must stay within (SI units; penetration in mm)."""
-
-    max_linear_speed_m_s: float = 5.0
-    max_angular_speed_rad_s: float = 100.0
-    # Relative to Σ(moving mass)·g·(scene extent): a passive scene may only lose energy.
-    max_energy_gain_fraction: float = 0.05
-    max_penetration_initial_mm: float = 0.2
-    max_penetration_settling_mm: float = 5.0
-    max_penetration_rest_mm: float = 0.5
-    settling_time_s: float = 0.02
-    rest_window_s: float = 0.1
-    # At rest: how far a movable body may drift from its declared pose over the passive simulation,
-    # measured relative to the body it rests on (so a stack's own sinking into soft contacts adds nothing).
-    max_drift_mm: float = 1.0
-    max_drift_deg: float = 1.5
-    # Bodies bed into their soft contacts (and joint limits) over the first moments; drift counts after.
-    contact_settling_s: float = 0.1
-
-
-DEFAULT_THRESHOLDS = StabilityThresholds()
 
 _DIVERGED = (
     "the simulation diverged and MuJoCo reset it; look for overlapping bodies, tiny masses or a too-large timestep"

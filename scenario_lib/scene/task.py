@@ -15,9 +15,8 @@ import numpy as np
 
 from scenario_lib.contract import AllOf, Fixed, Hinge, InsideZone, JointInRange, Scenario, Slide, SuccessCondition
 from scenario_lib.report import Metric, Stage, StageResult
+from scenario_lib.scene.limits import ZONE_REACH_MARGIN
 
-# How far (as a fraction of the scene size) a zone may reach outside the scene's bounding box.
-ZONE_REACH_MARGIN = 0.25
 
 
 def is_success(scenario: Scenario, model: mujoco.MjModel, data: mujoco.MjData) -> bool:

@@ -93,7 +93,8 @@ def _compile(
     contents: Mapping[str, bytes], location: str, reference: SeedCertificate, findings: Findings
 ) -> mujoco.MjModel | None:
     """Compile the stored scene from its listed files alone (confined to the folder); compare the structure."""
-    from scenario_lib.scene.mjcf import MAX_TIMESTEP_S, compile_mjcf
+    from scenario_lib.scene.limits import MAX_TIMESTEP_S
+    from scenario_lib.scene.mjcf import compile_mjcf
     from scenario_lib.validation.scene_file import check_confined
 
     if SCENE_FILE not in contents:

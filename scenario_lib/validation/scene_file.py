@@ -18,11 +18,11 @@ from pathlib import Path
 
 from scenario_lib.errors import MjcfError
 from scenario_lib.report import STAGE_ORDER, Metric, SeedReport, Stage, StageResult, ValidationReport, Verdict
+from scenario_lib.scene.limits import MAX_TIMESTEP_S
 
 # Attributes that name files MuJoCo will open, relative to the model's folder (or to these folders).
 _FILE_ATTRIBUTES = ("file", "meshdir", "texturedir", "assetdir", "fileright", "fileleft", "fileup", "filedown", "filefront", "fileback")
 MAX_MODEL_BYTES = 64 * 1024 * 1024
-MAX_TIMESTEP_S = 0.01
 
 
 def referenced_files(xml_path: Path) -> list[str]:

@@ -89,6 +89,25 @@ def test_the_static_part_comes_first_and_is_the_same_for_every_request() -> None
     assert all(f"- {family} (" in str(planner[1].content) for family in ("peg_in_hole", "lever", "stacking"))
 
 
+def test_rendering_the_prompts_loads_neither_mujoco_nor_build123d() -> None:
+    # The agent runs in the flow-run process, which validates through the sandbox and the validation service:
+    # its prompts quote the stage limits (scenario_lib.scene.limits), and taking them must not import MuJoCo
+    # (~0.25 CPU-s a flow run, on the first seeds' path to the validator).
+    code = (
+        "import sys\n"
+        "from scenario_lib.agent.prompts import coder_messages, planner_messages, reviewer_messages\n"
+        "from scenario_lib.agent import GenerationRequest, ScenarioPlan\n"
+        "from scenario_lib.tiers import Tier\n"
+        "request = GenerationRequest(tier=Tier.TIER1, seed=1)\n"
+        "plan = ScenarioPlan(family='push_box', summary='push a cube')\n"
+        "planner_messages(request, 'a cube'); coder_messages(request, 'a cube', plan, 1, '', [])\n"
+        "reviewer_messages(request, plan, 'def build(seed, scale): pass', 1)\n"
+        "print(sorted(m for m in ('build123d', 'mujoco', 'OpenGL') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     ("request_text", "tier", "expected_first"),
     [

@@ -14,7 +14,8 @@ from scenario_lib.scene.collision import convexity_ratio
 from scenario_lib.contract import FREE, Body, Box, Collision, InsideZone, Pose, Scenario, Zone
 from scenario_lib.scene.mjcf import compile_mjcf
 from scenario_lib.report import Stage, Verdict
-from scenario_lib.scene.simulation import StabilityThresholds, check_stability
+from scenario_lib.scene.limits import StabilityThresholds
+from scenario_lib.scene.simulation import check_stability
 from tests.support import DATA
 
 BuildScene = Callable[..., BuiltScene]

@@ -15,8 +15,7 @@ from scenario_lib.errors import ConfigError
 from scenario_lib.report import Stage, StageResult, Verdict
 from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.scene.demonstration import Demonstration
-from scenario_lib.scene.mjcf import MAX_TIMESTEP_S
-from scenario_lib.scene.simulation import DEFAULT_THRESHOLDS
+from scenario_lib.scene.limits import DEFAULT_THRESHOLDS, MAX_TIMESTEP_S
 from scenario_lib.store import DatasetStore
 from scenario_lib.store.commit import commit_scenario
 from scenario_lib.store.layout import staging_prefix

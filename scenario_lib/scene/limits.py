@@ -1,7 +1,9 @@
 """The numbers a valid scene must keep to: the plausibility limits the MJCF stage checks, how far a goal
-zone may reach, and the passive simulation's stability thresholds.
+zone may reach, the passive simulation's stability thresholds and what the solvability stage accepts of a
+demonstration; and the scale meshes are written at.
 
-The checks (`mjcf`, `task`, `simulation`), the certificate and the agent's prompts all read them here. This
+The checks (`mjcf`, `task`, `simulation`, `validation.solvability`), the certificate that quotes them and
+the agent's prompts all read them here. This
 module imports nothing heavy: the agent renders its prompts in the flow-run process, which never needs
 MuJoCo, so taking a limit must not import it.
 """
@@ -9,6 +11,8 @@ MuJoCo, so taking a limit must not import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MESH_SCALE = 0.001  # mm → m: the contract's parts are in mm, MuJoCo's meshes in m
 
 # Plausibility limits the MuJoCo compiler does not enforce (see scenario_lib.scene.mjcf.check_model_rules).
 MIN_MOVING_MASS_KG = 0.001
@@ -44,13 +48,24 @@ class StabilityThresholds:
 
 DEFAULT_THRESHOLDS = StabilityThresholds()
 
+# Solvability: the passive rollout must end at least this far from success (mm for zones and slides,
+# degrees for hinges), and a demonstration fails when the hand pushes a body deeper than MAX_PENETRATION_MM
+# into the fixed scene for DEEP_STEPS_BLOCKED control steps in a row.
+NEGATIVE_MARGIN = 1.0
+MAX_PENETRATION_MM = 3.0
+DEEP_STEPS_BLOCKED = 3
+
 __all__ = [
+    "DEEP_STEPS_BLOCKED",
     "DEFAULT_THRESHOLDS",
     "MAX_BODY_EXTENT_M",
     "MAX_MOVING_MASS_KG",
+    "MAX_PENETRATION_MM",
     "MAX_TIMESTEP_S",
+    "MESH_SCALE",
     "MIN_BODY_EXTENT_M",
     "MIN_MOVING_MASS_KG",
+    "NEGATIVE_MARGIN",
     "ZONE_REACH_MARGIN",
     "StabilityThresholds",
 ]

@@ -56,10 +56,16 @@ from scenario_lib.contract import (
 from scenario_lib.contract import Scenario
 from scenario_lib.errors import MjcfError
 from scenario_lib.report import Stage, StageResult
-from scenario_lib.scene.limits import MAX_BODY_EXTENT_M, MAX_MOVING_MASS_KG, MAX_TIMESTEP_S, MIN_BODY_EXTENT_M, MIN_MOVING_MASS_KG
+from scenario_lib.scene.limits import (
+    MAX_BODY_EXTENT_M,
+    MAX_MOVING_MASS_KG,
+    MAX_TIMESTEP_S,
+    MESH_SCALE,
+    MIN_BODY_EXTENT_M,
+    MIN_MOVING_MASS_KG,
+)
 
 MESH_DIR = "meshes"
-MESH_SCALE = 0.001  # mm → m
 GRAVITY_M_S2 = 9.81
 VISUAL_GROUP = 1
 ZONE_GROUP = 2

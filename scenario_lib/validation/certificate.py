@@ -28,6 +28,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scenario_lib.errors import ConfigError
 from scenario_lib.report import Metric, SeedReport, Stage, ValidationReport, Verdict
+from scenario_lib.scene.limits import DEFAULT_THRESHOLDS as limits
+from scenario_lib.scene.limits import (
+    DEEP_STEPS_BLOCKED,
+    MAX_BODY_EXTENT_M,
+    MAX_MOVING_MASS_KG,
+    MAX_PENETRATION_MM,
+    MAX_TIMESTEP_S,
+    MESH_SCALE,
+    MIN_BODY_EXTENT_M,
+    MIN_MOVING_MASS_KG,
+    NEGATIVE_MARGIN,
+)
 from scenario_lib.validation.pipeline import SeedValidation, library_versions
 
 CERTIFICATE_FILE = "certificate.json"
@@ -69,18 +81,6 @@ class CheckRule:
 
 def stage_rules() -> tuple[CheckRule, ...]:
     """Every check of the stages, with the thresholds the stage modules use now."""
-    # Imported here: the stage modules load MuJoCo, and writing a failed folder or starting the CLI must not.
-    from scenario_lib.scene.limits import DEFAULT_THRESHOLDS as limits
-    from scenario_lib.scene.limits import (
-        MAX_BODY_EXTENT_M,
-        MAX_MOVING_MASS_KG,
-        MAX_TIMESTEP_S,
-        MIN_BODY_EXTENT_M,
-        MIN_MOVING_MASS_KG,
-    )
-    from scenario_lib.scene.mjcf import MESH_SCALE
-    from scenario_lib.validation.solvability import DEEP_STEPS_BLOCKED, MAX_PENETRATION_MM, NEGATIVE_MARGIN
-
     geometry, mjcf, stability, task, solvability = Stage.GEOMETRY, Stage.MJCF, Stage.STABILITY, Stage.TASK, Stage.SOLVABILITY
     equals, at_most, at_least, above = Comparison.EQUALS, Comparison.AT_MOST, Comparison.AT_LEAST, Comparison.ABOVE
     return (

@@ -214,7 +214,7 @@ def _check_task(
     import mujoco
 
     from scenario_lib.scene.task import goal_distance
-    from scenario_lib.validation.solvability import NEGATIVE_MARGIN
+    from scenario_lib.scene.limits import NEGATIVE_MARGIN
 
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)

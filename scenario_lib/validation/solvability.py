@@ -48,12 +48,11 @@ from scenario_lib.contract import (
 from scenario_lib.report import Metric, Stage, StageResult
 from scenario_lib.scene.demonstration import Demonstration
 from scenario_lib.scene.placement import AXIS_TURNS, clearance_mm, obstacle_top_z, overlap_at, reach_m
+from scenario_lib.scene.limits import DEEP_STEPS_BLOCKED, MAX_PENETRATION_MM, NEGATIVE_MARGIN
 from scenario_lib.scene.task import goal_distance, is_success
 
 GENERIC_ORACLE = "generic_oracle"
 SCRIPT_DEMONSTRATION = "script"
-# The passive rollout must end at least this far from success (mm for zones and slides, degrees for hinges).
-NEGATIVE_MARGIN = 1.0
 LIFT_CLEARANCE_M = 0.01  # how far above everything else a carried body passes
 FIT_PENETRATION_M = 0.0002  # a pose "fits" when the body overlaps nothing by more than this
 DEEP_ENOUGH_M = 0.001  # a fitting turn that gets within this of the zone's centre height goes deep
@@ -62,8 +61,6 @@ ANGLE_TOLERANCE_RAD = math.radians(2.0)
 DESCENT_SPEED_M_S = 0.15
 SETTLE_S = 0.3
 HOLD_S = 0.1
-MAX_PENETRATION_MM = 3.0  # deeper for DEEP_STEPS_BLOCKED control steps, and the hand pushed a body into another
-DEEP_STEPS_BLOCKED = 3
 MAX_ORIENTATION_TRIES = 3
 STALL_WINDOW_S = 1.0  # a joint driven at its bound that moves less than 2 % of the way left in this long is stalled
 MAX_DRIVE_S = 10.0

@@ -15,7 +15,7 @@ from scenario_lib.errors import ConfigError
 from scenario_lib.report import Stage, StageResult, Verdict
 from scenario_lib.sandbox.pool import SandboxPool
 from scenario_lib.scene.demonstration import Demonstration
-from scenario_lib.scene.limits import DEFAULT_THRESHOLDS, MAX_TIMESTEP_S
+from scenario_lib.scene.limits import DEFAULT_THRESHOLDS, MAX_TIMESTEP_S, NEGATIVE_MARGIN
 from scenario_lib.store import DatasetStore
 from scenario_lib.store.commit import commit_scenario
 from scenario_lib.store.layout import staging_prefix
@@ -28,7 +28,6 @@ from scenario_lib.validation.certificate import (
     stage_rules,
 )
 from scenario_lib.validation.pipeline import HarnessConfig, SeedValidation, Validator
-from scenario_lib.validation.solvability import NEGATIVE_MARGIN
 from scenario_lib.validation.verify import VerificationStatus, verify_stored_scenario
 from scenario_lib.report import ValidationReport
 from tests.support import REPO

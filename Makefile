@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # The sandbox runs as uid 65534 and imports python, the venv and scenario_lib: under umask 022 the venv
 # is readable whatever the user's umask is, and the package is opened up for a clone made under umask 077.
-$(STAMP): pyproject.toml setup.py scenario_lib/scene/_hand.c scenario_lib/scene/_state.c
+$(STAMP): pyproject.toml setup.py scenario_lib/scene/_hand.c scenario_lib/scene/_state.c scenario_lib/scene/_kernel.h
 	@bash scripts/install-system-deps.sh
 	umask 022 && python3 -m venv $(VENV)
 	umask 022 && $(PY) -m pip install --quiet --upgrade pip

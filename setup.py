@@ -24,6 +24,7 @@ def mujoco_extension(name: str, *include_dirs: str) -> Extension:
     return Extension(
         f"scenario_lib.scene.{name}",
         sources=[f"scenario_lib/scene/{name}.c"],
+        depends=["scenario_lib/scene/_kernel.h"],
         include_dirs=[str(MUJOCO_DIR / "include"), *include_dirs],
         extra_compile_args=COMPILE_ARGS,
         extra_link_args=LINK_ARGS,

@@ -18,6 +18,8 @@
 
 #include <mujoco/mujoco.h>
 
+#include "_kernel.h"
+
 #define KIND_FREE 0
 #define KIND_HINGE 1
 #define KIND_SLIDE 2
@@ -388,14 +390,6 @@ static int kernel_set_record(HandKernel *self, PyObject *value, void *Py_UNUSED(
   return 0;
 }
 
-static void *address_of(PyObject *object) {
-  PyObject *address = PyObject_GetAttrString(object, "_address");
-  if (address == NULL) return NULL;
-  void *pointer = PyLong_AsVoidPtr(address);
-  Py_DECREF(address);
-  return pointer;
-}
-
 /* HandKernel(model, data, bodies, rides_freely, limits, constants, update_steps, update_dt, steps_per_action)
    bodies: (body_id, kind, dof, qpos, subtree_mass, ixx, iyy, izz, own_joint_inertia) per movable body;
    rides_freely: bytes, one per model body; limits: the six HandLimits floats; constants: (omega, joint_omega,
@@ -409,13 +403,7 @@ static int kernel_init(HandKernel *self, PyObject *args, PyObject *kwargs) {
                         &update_dt, &steps_per_action))
     return -1;
   int result = -1;
-  if (mj_version() != mjVERSION_HEADER) {
-    PyErr_Format(PyExc_ImportError,
-                 "scenario_lib's hand kernel was built against MuJoCo %d but MuJoCo %d is loaded; reinstall scenario-lib "
-                 "(`make install`, or `pip install -e .`) so it is built against the installed MuJoCo",
-                 mjVERSION_HEADER, mj_version());
-    goto done;
-  }
+  if (require_built_mujoco("hand") < 0) goto done;
   self->m = (const mjModel *)address_of(model);
   self->d = (mjData *)address_of(data);
   if (self->m == NULL || self->d == NULL) goto done;
@@ -544,12 +532,5 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef hand_module = {PyModuleDef_HEAD_INIT, "_hand", "The abstract hand's compiled controller.", -1, module_methods};
 
 PyMODINIT_FUNC PyInit__hand(void) {
-  if (PyType_Ready(&HandKernelType) < 0) return NULL;
-  PyObject *module = PyModule_Create(&hand_module);
-  if (module == NULL) return NULL;
-  if (PyModule_AddObjectRef(module, "HandKernel", (PyObject *)&HandKernelType) < 0) {
-    Py_DECREF(module);
-    return NULL;
-  }
-  return module;
+  return module_with_type(&hand_module, &HandKernelType, "HandKernel");
 }

@@ -18,6 +18,8 @@
 
 #include <mujoco/mujoco.h>
 
+#include "_kernel.h"
+
 typedef struct {
   PyObject_HEAD
   PyObject *model_object, *data_object, *kinematics_object;  /* kept alive while the kernel points into them */
@@ -28,14 +30,6 @@ typedef struct {
   int *body_ids, *qpos, *dofs;
   double *jointed;  /* 1.0 for a hinge or slide body, 0.0 for a free one */
 } StateKernel;
-
-static void *address_of(PyObject *object) {
-  PyObject *address = PyObject_GetAttrString(object, "_address");
-  if (address == NULL) return NULL;
-  void *pointer = PyLong_AsVoidPtr(address);
-  Py_DECREF(address);
-  return pointer;
-}
 
 static int check_ready(StateKernel *self) {
   if (self->m != NULL) return 0;
@@ -110,13 +104,7 @@ static int read_ints(PyObject *sequence, int *out, Py_ssize_t count, int bound, 
 static int kernel_init(StateKernel *self, PyObject *args, PyObject *kwargs) {
   PyObject *model, *data, *kinematics, *body_ids, *qpos, *dofs, *jointed;
   if (!PyArg_ParseTuple(args, "OOOOOOO", &model, &data, &kinematics, &body_ids, &qpos, &dofs, &jointed)) return -1;
-  if (mj_version() != mjVERSION_HEADER) {
-    PyErr_Format(PyExc_ImportError,
-                 "scenario_lib's state kernel was built against MuJoCo %d but MuJoCo %d is loaded; reinstall scenario-lib "
-                 "(`make install`, or `pip install -e .`) so it is built against the installed MuJoCo",
-                 mjVERSION_HEADER, mj_version());
-    return -1;
-  }
+  if (require_built_mujoco("state") < 0) return -1;
   const mjModel *m = address_of(model);
   const mjData *d = address_of(data);
   mjData *k = address_of(kinematics);
@@ -202,12 +190,5 @@ static struct PyModuleDef state_module = {PyModuleDef_HEAD_INIT, "_state", "The 
 
 PyMODINIT_FUNC PyInit__state(void) {
   import_array();
-  if (PyType_Ready(&StateKernelType) < 0) return NULL;
-  PyObject *module = PyModule_Create(&state_module);
-  if (module == NULL) return NULL;
-  if (PyModule_AddObjectRef(module, "StateKernel", (PyObject *)&StateKernelType) < 0) {
-    Py_DECREF(module);
-    return NULL;
-  }
-  return module;
+  return module_with_type(&state_module, &StateKernelType, "StateKernel");
 }

@@ -37,7 +37,8 @@ def serve_validation(
         from scenario_lib.validation.service import ValidationServer
 
         store = DatasetStore.from_settings(settings.store)
-        pool = make_sandbox_pool(settings, hidden_paths=hidden_paths_of(store))
+        # Its workers live as long as the service: they back their memory with huge pages at once.
+        pool = make_sandbox_pool(settings, hidden_paths=hidden_paths_of(store), huge_pages_after_jobs=0)
         server = ValidationServer(socket_path, pool, CheckPool(settings.validation.check_workers))
         server.warm_up()
         return server

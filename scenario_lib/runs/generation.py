@@ -37,6 +37,7 @@ from scenario_lib.agent.state import StopReason
 from scenario_lib.config import Settings, TraceExporter
 from scenario_lib.errors import ConfigError, StoreError
 from scenario_lib.report import STAGE_ORDER, Stage, ValidationReport, Verdict
+from scenario_lib.sandbox.command import HUGE_PAGES_AFTER_JOBS
 from scenario_lib.store.commit import commit_scenario, is_committed, list_scenarios
 from scenario_lib.store.dataset import DatasetStore
 from scenario_lib.store.records import read_record
@@ -258,13 +259,18 @@ def hidden_paths_of(store: DatasetStore) -> list[str]:
 
 
 def make_sandbox_pool(
-    settings: Settings, *, hidden_paths: Sequence[str] = (), seeds_at_once: int | None = None
+    settings: Settings,
+    *,
+    hidden_paths: Sequence[str] = (),
+    seeds_at_once: int | None = None,
+    huge_pages_after_jobs: int = HUGE_PAGES_AFTER_JOBS,
 ) -> SandboxPool:
     """A sandbox pool configured from settings (not started: workers start at the first build or warm-up).
 
     ``seeds_at_once``: the most seeds its user validates at once, when known: no more workers start
     than that (each seed's harness builds run as one series on one worker; a worker costs seconds of
     CPU to start, which a one-scenario run would spend for a few tens of milliseconds of builds).
+    ``huge_pages_after_jobs``: see `SandboxPool` (the default suits a pool that lives as long as one run).
     """
     from scenario_lib.sandbox.limits import SandboxLimits
     from scenario_lib.sandbox.pool import SandboxPool
@@ -280,6 +286,7 @@ def make_sandbox_pool(
         ),
         mode=sandbox.mode,
         hidden_paths=hidden_paths,
+        huge_pages_after_jobs=huge_pages_after_jobs,
     )
 
 

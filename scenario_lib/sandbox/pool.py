@@ -29,6 +29,7 @@ from scenario_lib.closing import Closing
 from scenario_lib.config import SandboxMode
 from scenario_lib.errors import ConfigError, SandboxError
 from scenario_lib.sandbox.command import (
+    HUGE_PAGES_AFTER_JOBS,
     PACKAGE_DIR,
     SANDBOX_TMP,
     SANDBOX_UID,
@@ -99,10 +100,13 @@ class _WorkerLost(Exception):
 class _Worker:
     """One sandboxed worker process as the host sees it."""
 
-    def __init__(self, mode: SandboxMode, limits: SandboxLimits, hidden: Sequence[str | Path]) -> None:
+    def __init__(
+        self, mode: SandboxMode, limits: SandboxLimits, hidden: Sequence[str | Path], huge_pages_after_jobs: int
+    ) -> None:
         self.mode = mode
         self.limits = limits
         self.hidden = hidden
+        self.huge_pages_after_jobs = huge_pages_after_jobs
         self.process: subprocess.Popen[bytes] | None = None
         self.ready = False
         self.startup_s = 0.0
@@ -115,11 +119,12 @@ class _Worker:
         """Start the process (returns at once; `wait_ready` waits for its build123d import)."""
         self._stderr = tempfile.TemporaryFile(prefix="sandbox-worker-stderr-")
         if self.mode is SandboxMode.BWRAP:
-            command = bwrap_command(python_command(SANDBOX_TMP, own_pid_namespace=True), self.limits, self.hidden)
+            worker = python_command(SANDBOX_TMP, own_pid_namespace=True, huge_pages_after_jobs=self.huge_pages_after_jobs)
+            command = bwrap_command(worker, self.limits, self.hidden)
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
         else:
             self._scratch = tempfile.mkdtemp(prefix="scenario-sandbox-")
-            command = python_command(self._scratch, own_pid_namespace=False)
+            command = python_command(self._scratch, own_pid_namespace=False, huge_pages_after_jobs=self.huge_pages_after_jobs)
             env = worker_env(self._scratch)
         self._spawned_at = time.monotonic()
         self.process = subprocess.Popen(
@@ -293,13 +298,18 @@ class SandboxPool(Closing):
         mode: SandboxMode = SandboxMode.AUTO,
         *,
         hidden_paths: Sequence[str | Path] = (),
+        huge_pages_after_jobs: int = HUGE_PAGES_AFTER_JOBS,
     ) -> None:
-        """``hidden_paths``: more folders to hide behind an empty tmpfs (BWRAP), besides home folders."""
+        """``hidden_paths``: more folders to hide behind an empty tmpfs (BWRAP), besides home folders;
+        ``huge_pages_after_jobs``: when a worker backs its memory with huge pages (0: once it is ready; a
+        long-lived pool's choice, see `HUGE_PAGES_AFTER_JOBS`)."""
+        if huge_pages_after_jobs < 0:
+            raise SandboxError(f"huge_pages_after_jobs must be 0 or more, got {huge_pages_after_jobs}")
         if workers < 1:
             raise SandboxError(f"a sandbox pool needs at least 1 worker, got {workers}")
         self.limits = limits
         self.mode = resolve_mode(SandboxMode(mode), limits, hidden_paths)
-        self._workers = [_Worker(self.mode, limits, tuple(hidden_paths)) for _ in range(workers)]
+        self._workers = [_Worker(self.mode, limits, tuple(hidden_paths), huge_pages_after_jobs) for _ in range(workers)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for worker in self._workers:
             self._idle.put(worker)

@@ -1,6 +1,6 @@
 """The sandboxed side of `scenario_lib.sandbox.pool`: a warm worker that forks one child per series of builds.
 
-Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR [--clean-scratch]``, usually inside
+Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR --clean-scratch --huge-pages-after JOBS``, usually inside
 bubblewrap as uid 65534. The worker imports build123d once, tells the host it is ready, then loops:
 read a ``build`` frame on stdin (one script and the seeds and scales to build it at), fork a child that
 runs the builds one after another under resource limits in its own job folder, and answer each build
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     scratch = Path(args[args.index("--scratch") + 1])
     clean_scratch = "--clean-scratch" in args
     own_pid_namespace = "--own-pid-namespace" in args
+    # How many jobs before the huge-page collapse (see HUGE_PAGES_AFTER_JOBS in sandbox/command.py); 0: now.
+    huge_pages_after = int(args[args.index("--huge-pages-after") + 1])
     # The protocol moves to private descriptors; fds 0/1 become /dev/null and stderr, so a stray print
     # (or a job child) can never write into the host's pipe.
     host_in, host_out = os.dup(0), os.dup(1)
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     started = time.perf_counter()
     _preload()
+    if huge_pages_after == 0:
+        _collapse_to_huge_pages()
     ready = {
         "op": "ready",
         "import_s": round(time.perf_counter() - started, 4),
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             remove_job_files(scratch, mount_points)
         else:
             shutil.rmtree(job_dir, ignore_errors=True)
-        if job_number == COLLAPSE_AFTER_JOBS:
+        if job_number == huge_pages_after:
             _collapse_to_huge_pages()
 
 
@@ -133,9 +137,6 @@ def _preload() -> None:
     gc.freeze()
 
 
-# The huge-page collapse costs ~0.3 CPU-s and saves ~8 CPU-ms a fork (a scenario's validation forks about
-# three times): a worker that serves a one-scenario CLI run never recoups it, so it waits for this job.
-COLLAPSE_AFTER_JOBS = 8
 _HUGE_PAGE = 2 * 1024 * 1024
 _MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25
 # Private anonymous read-write mappings (the heap and the allocators' arenas); file-backed ones are skipped.

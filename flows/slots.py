@@ -231,6 +231,8 @@ def _post_retrying_busy(path: str, body: dict[str, Any]) -> httpx.Response:
     no retries left, gives up, which held all four seeds of a count-10 run out of their slots for ~2 s.
     So each attempt is one plain httpx send on Prefect's own configured client (its base URL, auth headers
     and CSRF token), asked again after 50 ms, doubling up to `RETRY_BUSY_MAX_S`, for `RETRY_BUSY_FOR_S`.
+    The transport errors Prefect's client retries are retried the same way: above all a pooled connection
+    the server closed after its keep-alive (`RemoteProtocolError: Server disconnected`).
     """
     delay_s = RETRY_BUSY_FIRST_S
     deadline = time.monotonic() + RETRY_BUSY_FOR_S
@@ -241,11 +243,30 @@ def _post_retrying_busy(path: str, body: dict[str, Any]) -> httpx.Response:
             request = http.build_request("POST", path, json=body)
             if http.enable_csrf_support:
                 http._add_csrf_headers(request)
-            response = httpx.Client.send(http, request)  # httpx's own send: one attempt, no 2-s sleep
-            if response.status_code != httpx.codes.SERVICE_UNAVAILABLE or time.monotonic() + delay_s > deadline:
-                return response.raise_for_status()
+            try:
+                response = httpx.Client.send(http, request)  # httpx's own send: one attempt, no 2-s sleep
+            except _RETRIED_TRANSPORT_ERRORS:
+                if time.monotonic() + delay_s > deadline:
+                    raise
+            else:
+                if response.status_code != httpx.codes.SERVICE_UNAVAILABLE or time.monotonic() + delay_s > deadline:
+                    return response.raise_for_status()
             time.sleep(delay_s)
             delay_s = min(2 * delay_s, RETRY_BUSY_MAX_S)
+
+
+# What Prefect 3.8's client retries (prefect/client/base.py), ConnectError included: the lease writes only
+# run once the run has reached the server.
+_RETRIED_TRANSPORT_ERRORS = (
+    httpx.ReadTimeout,
+    httpx.PoolTimeout,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.LocalProtocolError,
+    httpx.ConnectError,
+)
 
 
 __all__ = ["LEASE_DURATION_S", "HeldSlot", "HeldSlots"]

@@ -164,3 +164,23 @@ def test_a_missing_limit_is_a_config_error_naming_the_fix(prefect_api: None) -> 
     with HeldSlots("no-such-limit", 1) as slots:
         with pytest.raises(ConfigError, match="prefect gcl create no-such-limit"):
             slots.take()
+
+
+def test_a_connection_the_server_closed_is_asked_again(prefect_api: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pooled keep-alive connection the server closed fails the next request with RemoteProtocolError;
+    # Prefect's client retries it, and so must the lease writes that bypass its retries.
+    send = httpx.Client.send
+    dropped: list[str] = []
+
+    def drop_once(client: httpx.Client, request: httpx.Request, **kwargs: object) -> httpx.Response:
+        if request.url.path.endswith("-with-lease") and request.url.path not in dropped:
+            dropped.append(request.url.path)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return send(client, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Client, "send", drop_once)
+    with HeldSlots(LIMIT, 1) as slots:
+        slots.give_back(slots.take())
+        assert active_slots() == 1
+    assert active_slots() == 0
+    assert sorted(dropped) == ["/api/v2/concurrency_limits/decrement-with-lease", "/api/v2/concurrency_limits/increment-with-lease"]

@@ -107,9 +107,6 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self.scenario: LoadedScenario = scenario
         self.model = scenario.model
         self.data = mujoco.MjData(self.model)
-        # Observations and rewards are read from a second MjData holding the kinematics of the current
-        # state (see BodyStateReader): the hand reads `data`'s own, which lag its qpos after mj_step.
-        self._kinematics = mujoco.MjData(self.model)
         self._limits = HandLimits.from_model(self.model)
         bodies = movable_bodies(self.model)  # the hand's bodies, in its order
         if not bodies:
@@ -123,7 +120,9 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self._condition = scenario.task.success
         self._goal_distance = compile_goal_distance(self._condition, self.model)
         self._spaces = SceneSpaces.from_scene(self.model, bodies, self._condition, scenario.demonstration.actions)
-        self._state = BodyStateReader(self.model, self.data, self._kinematics, bodies)
+        # Observations and rewards are read from the reader's kinematics data, not from `data` (whose derived
+        # quantities lag its qpos after mj_step, and which the hand reads).
+        self._state = BodyStateReader(self.model, self.data, bodies)
         self._observer = Observer(self._spaces)
         self.action_space = self._spaces.action_space  # type: ignore[assignment]  # a float64 Box
         self.observation_space = self._spaces.observation_space
@@ -142,7 +141,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         self._action_high = self._spaces.action_high.tolist()
         mujoco.mj_forward(self.model, self.data)
         self._state.refresh()
-        self._initial_distance = self._goal_distance(self._kinematics)
+        self._initial_distance = self._goal_distance(self._state.kinematics)
         if not 0 < self._initial_distance < math.inf:
             raise ConfigError(
                 f"scenario {scenario.scenario_id}'s task starts at goal distance {self._initial_distance}: a validated "
@@ -184,7 +183,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
         mujoco.mj_forward(self.model, self.data)
         self._start_episode()
         self._state.refresh()
-        distance = self._goal_distance(self._kinematics)
+        distance = self._goal_distance(self._state.kinematics)
         return self._observe(distance), self._info(distance)
 
     def step(self, action: Action) -> tuple[Observation, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -197,7 +196,7 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
             self._held = int(values[0])
         self._target = values[2:]
         self._state.refresh()
-        distance = self._goal_distance(self._kinematics)
+        distance = self._goal_distance(self._state.kinematics)
         success = distance <= 0.0
         self._success_run = self._success_run + 1 if success else 0
         terminated = self._success_run >= self.success_hold_steps
@@ -211,14 +210,14 @@ class ScenarioEnv(gymnasium.Env[Observation, Action]):
             return None
         if self._renderer is None:
             self._renderer = self._open_renderer()
-        mujoco.mj_camlight(self.model, self._kinematics)
+        mujoco.mj_camlight(self.model, self._state.kinematics)
         camera = mujoco.MjvCamera()
         camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         camera.lookat[:] = self.model.stat.center
         camera.distance = CAMERA_DISTANCE_EXTENTS * float(self.model.stat.extent)
         camera.azimuth = CAMERA_AZIMUTH_DEG
         camera.elevation = CAMERA_ELEVATION_DEG
-        self._renderer.update_scene(self._kinematics, camera=camera)
+        self._renderer.update_scene(self._state.kinematics, camera=camera)
         return np.asarray(self._renderer.render(), dtype=np.uint8)
 
     def close(self) -> None:

@@ -220,4 +220,4 @@ class Observer:
         }
 
 
-__all__ = ["Observation", "SceneSpaces", "Observer", "snap_body"]
+__all__ = ["Observation", "Observer", "SceneSpaces", "snap_body"]

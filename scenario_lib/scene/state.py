@@ -34,35 +34,31 @@ class BodyState(NamedTuple):
 
 
 class BodyStateReader:
-    """Reads ``bodies``' state of the simulation ``data`` through the kinematics data ``kinematics`` (a
-    second `mujoco.MjData` of ``model``, which `refresh` overwrites)."""
+    """Reads ``bodies``' state of the simulation ``data`` through its own `kinematics` data (a second
+    `mujoco.MjData` of ``model``, which `refresh` overwrites; read it for anything else derived from the
+    current state, such as a goal distance or a rendered frame)."""
 
-    def __init__(
-        self, model: mujoco.MjModel, data: mujoco.MjData, kinematics: mujoco.MjData, bodies: Sequence[MovableBody]
-    ) -> None:
-        self.kinematics = kinematics
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, bodies: Sequence[MovableBody]) -> None:
+        self.kinematics = mujoco.MjData(model)
         self._kernel = StateKernel(
             model,
             data,
-            kinematics,
+            self.kinematics,
             [body.body_id for body in bodies],
             [body.qpos for body in bodies],
             [body.dof for body in bodies],
             # A free body's qpos address is its x coordinate: the kernel multiplies it by 0.0.
             [body.kind is not JointKind.FREE for body in bodies],
         )
-        # Bound once: these run every control step.
-        self._refresh = self._kernel.refresh
-        self._read = self._kernel.read
 
     def refresh(self) -> None:
         """Copy the simulation's qpos and qvel into the kinematics data and recompute its positions,
         centre-of-mass quantities and velocities (mj_kinematics, mj_comPos, mj_comVel)."""
-        self._refresh()
+        self._kernel.refresh()
 
     def read(self) -> BodyState:
         """The bodies' state as the last `refresh` left the kinematics data."""
-        return BodyState._make(self._read())
+        return BodyState._make(self._kernel.read())
 
 
 __all__ = ["BodyState", "BodyStateReader"]

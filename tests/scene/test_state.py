@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from scenario_lib.scene.actuation import Hand, JointKind, movable_bodies
+from scenario_lib.scene._state import StateKernel
 from scenario_lib.scene.state import BodyStateReader
 from tests.scene.test_actuation import SCENE_XML, random_actions
 
@@ -45,7 +46,7 @@ def test_the_reader_is_the_numpy_formulation_bit_for_bit(seed: int) -> None:
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     hand = Hand(model, data)
-    reader = BodyStateReader(model, data, mujoco.MjData(model), hand.bodies)
+    reader = BodyStateReader(model, data, hand.bodies)
     moving = 0
     for action in random_actions(hand, np.random.default_rng(seed), 120):
         hand.act(action)
@@ -67,7 +68,7 @@ def test_every_read_is_a_new_array_the_simulation_does_not_change() -> None:
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     hand = Hand(model, data)
-    reader = BodyStateReader(model, data, mujoco.MjData(model), hand.bodies)
+    reader = BodyStateReader(model, data, hand.bodies)
     reader.refresh()
     first = reader.read()
     kept = [array.copy() for array in first]
@@ -81,8 +82,8 @@ def test_every_read_is_a_new_array_the_simulation_does_not_change() -> None:
     assert all(not np.shares_memory(a, b) for a in first for b in second)
 
 
-def test_the_reader_refuses_the_simulations_own_data_as_kinematics() -> None:
+def test_the_kernel_refuses_the_simulations_own_data_as_kinematics() -> None:
     model = mujoco.MjModel.from_xml_string(SCENE_XML)
     data = mujoco.MjData(model)
     with pytest.raises(ValueError, match="second MjData"):
-        BodyStateReader(model, data, data, movable_bodies(model))
+        StateKernel(model, data, data, [1], [0], [0], [False])

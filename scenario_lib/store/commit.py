@@ -42,28 +42,36 @@ def _tmp_root_for(dest_prefix: str) -> str:
 def commit_scenario(store: DatasetStore, local_dir: Path, dest_prefix: str) -> None:
     """Upload the scenario folder `local_dir` to `dest_prefix` so that it appears complete or not at all.
 
-    Steps: clear stale uploads for this destination, upload to ``.tmp/<dest-hash>/<uuid>/``, delete the
-    destination's marker then its files, copy server-side to `dest_prefix`, drop the upload, and write
-    ``_COMMITTED`` last. The slow, failure-prone upload never touches the destination; a crash at any
-    step leaves either no marker (invisible) or a complete folder, and re-running converges. The upload
-    is dropped before the marker is written: a folder that is committed is never committed again, so an
-    upload left behind by a crash after its marker would stay in ``.tmp/`` for good.
-    Two commits racing to one destination are not supported.
+    A destination that holds no file (every new scenario) takes the upload directly: clear stale uploads
+    for this destination, upload into it, write ``_COMMITTED`` last; until the marker lands, readers
+    ignore the folder.
+
+    A destination that holds files (a committed scenario re-validated in place, or what a crash left)
+    keeps its committed version visible through the slow, failure-prone upload: clear stale uploads,
+    upload to ``.tmp/<dest-hash>/<uuid>/``, delete the destination's marker then its files, copy
+    server-side into it, drop the upload, and write ``_COMMITTED`` last.
+
+    A crash at any step leaves either no marker (invisible) or a complete folder, and re-running
+    converges. The upload is dropped before the marker is written: a folder that is committed is never
+    committed again, so an upload left behind by a crash after its marker would stay in ``.tmp/`` for
+    good. Two commits racing to one destination are not supported.
     """
     dest = validate_key(dest_prefix)
     local_dir = Path(local_dir)
     if (local_dir / COMMIT_MARKER).exists():
         raise ConfigError(f"cannot commit {local_dir}: it contains a file named {COMMIT_MARKER!r}, which is reserved")
+    occupied = bool(store.list_files(dest))
     tmp_root = _tmp_root_for(dest)
-    store.delete_prefix(tmp_root)
-    upload = f"{tmp_root}/{uuid.uuid4().hex}"
+    store.delete_prefix(tmp_root)  # an upload of an earlier attempt that a crash left behind
+    upload = f"{tmp_root}/{uuid.uuid4().hex}" if occupied else dest
     uploaded = store.put_dir(local_dir, upload)
     if not uploaded:
         raise ConfigError(f"cannot commit {local_dir}: the folder holds no files")
     names = [key[len(upload) + 1 :] for key in uploaded]
-    uncommit(store, dest)
-    store.copy_files([(f"{upload}/{name}", f"{dest}/{name}") for name in names])
-    store.delete_prefix(tmp_root)
+    if occupied:
+        uncommit(store, dest)
+        store.copy_files([(f"{upload}/{name}", f"{dest}/{name}") for name in names])
+        store.delete_prefix(tmp_root)
     store.write_bytes(f"{dest}/{COMMIT_MARKER}", _marker_bytes(names))
 
 

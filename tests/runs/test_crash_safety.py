@@ -235,16 +235,17 @@ def _only_partials(store: DatasetStore) -> bool:
 # --- generation ---------------------------------------------------------------------------------------
 
 
-# The store mutations of a 2-seed run, one seed at a time: per seed, commit_scenario clears its tmp area
-# (1), uploads there (2), uncommits the destination (3), copies into it (4), clears the tmp area (5) and
-# writes the marker (6); then seed 2 (7-12) and the run record (13).
-COMMIT_STEPS = {1: "nothing done", 2: "before upload", 3: "uploaded", 4: "destination cleared", 5: "copied",
-                6: "copied, tmp cleared, no marker", 7: "first seed committed", 10: "2nd seed: destination cleared",
-                12: "2nd seed: no marker", 13: "both committed, no run record"}  # fmt: skip
+# The store mutations of a 2-seed run, one seed at a time: per seed, commit_scenario clears the
+# destination's tmp area (1), uploads into the fresh destination (2) and writes the marker (3); then seed
+# 2 (4-6) and the run record (7). A resume after a crash at 3 or 6 finds the upload without its marker and
+# commits over it the staged way (tmp area, uncommit, copy): tests/store/test_store.py crashes every step
+# of that path.
+COMMIT_STEPS = {1: "nothing done", 2: "before upload", 3: "uploaded, no marker", 4: "first seed committed",
+                5: "2nd seed: before upload", 6: "2nd seed: no marker", 7: "both committed, no run record"}  # fmt: skip
 
 
 def test_sigkill_mid_commit_then_resume_redoes_nothing_on_a_local_store(tmp_path: Path, validator: Validator) -> None:
-    check_generation_crash(StoreSpec(f"file://{tmp_path / 'store'}"), validator, "crash-fast", 2, kill_before=12)
+    check_generation_crash(StoreSpec(f"file://{tmp_path / 'store'}"), validator, "crash-fast", 2, kill_before=6)
 
 
 @pytest.mark.slow
@@ -258,9 +259,9 @@ def test_sigkill_from_outside_mid_run_then_resume(spec: StoreSpec, validator: Va
     store = spec.open()
     child = start_child(spec, what="generate", run_id="outside", count=3, max_concurrency=2)
     deadline = time.monotonic() + 180
-    # Kill as soon as a seed is being uploaded (files under .tmp/ or a first folder committed).
+    # Kill as soon as a seed is being uploaded (its first files in staging/ or failures/).
     while time.monotonic() < deadline and child.poll() is None:
-        if store.list_files(".tmp") or list_scenarios(store, "staging"):
+        if store.list_files("staging") or store.list_files("failures"):
             break
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)

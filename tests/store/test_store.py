@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -285,30 +286,45 @@ def crash_before_call(store: DatasetStore, monkeypatch: pytest.MonkeyPatch, step
     return seen
 
 
+def commit_steps(store: DatasetStore, monkeypatch: pytest.MonkeyPatch, folder: Path, dest: str) -> list[str]:
+    """The mutating store calls of committing `folder` to `dest` as it stands."""
+    with monkeypatch.context() as counting:
+        steps = crash_before_call(store, counting, step=-1)
+        commit_scenario(store, folder, dest)
+    return steps
+
+
+@pytest.mark.parametrize("occupied", [False, True], ids=["fresh destination", "committed destination"])
 def test_commit_converges_after_a_crash_at_every_step(
-    dataset_store: DatasetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset_store: DatasetStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, occupied: bool
 ) -> None:
     folder = make_scenario_folder(tmp_path / "new", tag="new")
     expected = {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
-    with monkeypatch.context() as counting:
-        steps = crash_before_call(dataset_store, counting, step=-1)
-        commit_scenario(dataset_store, folder, "staging/probe_0")
-    assert len(steps) >= 5
+    old = make_scenario_folder(tmp_path / "old", tag="old")
+    if occupied:
+        commit_scenario(dataset_store, old, "staging/probe_0")
+    steps = commit_steps(dataset_store, monkeypatch, folder, "staging/probe_0")
+    # A fresh destination takes the upload directly; a committed one stays visible through a staged upload.
+    assert steps == (
+        ["delete_prefix", "put_dir", "delete_prefix", "copy_files", "delete_prefix", "write_bytes"]
+        if occupied
+        else ["delete_prefix", "put_dir", "write_bytes"]
+    )
 
     for step in range(len(steps)):
         dest = f"staging/c{step}_0"
-        commit_scenario(dataset_store, make_scenario_folder(tmp_path / f"old{step}", tag="old"), dest)
+        if occupied:
+            commit_scenario(dataset_store, old, dest)
         with monkeypatch.context() as patch:
             crash_before_call(dataset_store, patch, step)
             with pytest.raises(InjectedCrash):
                 commit_scenario(dataset_store, folder, dest)
         # Whatever is visible is complete: the old version, or nothing.
         if is_committed(dataset_store, dest):
-            marker_files = {key.removeprefix(dest + "/") for key in dataset_store.list_files(dest)}
-            assert marker_files >= set(expected)
+            assert occupied and dataset_store.read_bytes(f"{dest}/scenario.py") == b"# old\n"
         commit_scenario(dataset_store, folder, dest)
         stored = {key.removeprefix(dest + "/"): dataset_store.read_bytes(key) for key in dataset_store.list_files(dest)}
-        assert stored.pop(COMMIT_MARKER)
+        assert json.loads(stored.pop(COMMIT_MARKER))["files"] == sorted(expected)
         assert stored == expected, f"crash at step {step} ({steps[step]}) did not converge"
     assert dataset_store.list_files(".tmp") == []
 

@@ -28,6 +28,7 @@ REVIEW_KEY = "scenario-review"
 PROMOTION_KEY = "promotion"
 LISTING_KEY = "scenario-listing"
 _MARKS = {"pass": "pass", "fail": "FAIL", "skipped": "-"}
+REPORT_PREVIEWS = 12  # passed scenarios whose previews a run's report shows inline
 
 
 def artifact_key(*parts: str) -> str:
@@ -78,6 +79,15 @@ def publish_generation(result: GenerationResult, store: DatasetStore) -> None:
         table=[_seed_row(seed_run) for seed_run in result.seeds],
         description=f"Seeds of run {result.run_id}: stage verdicts (worst over the harness seeds) and locations.",
     )
+    create_markdown_artifact(
+        key=GENERATION_REPORT_KEY, markdown=generation_report(result, store), description=f"Report of run {result.run_id}"
+    )
+
+
+def generation_report(result: GenerationResult, store: DatasetStore, *, previews: int = REPORT_PREVIEWS) -> str:
+    """The run's report in markdown: counts per stage, where things are, the first ``previews`` passed
+    scenarios' previews (each ~10 KB inline: a run of thousands would make a page the UI cannot open) and
+    the failed seeds."""
     lines = [
         f"# Run `{result.run_id}`",
         "",
@@ -95,18 +105,21 @@ def publish_generation(result: GenerationResult, store: DatasetStore) -> None:
         f"or `prefect deployment run promote/default -p run_id={result.run_id}`",
         "",
     ]
-    for seed_run in result.seeds:
-        outcome = seed_run.outcome
-        if outcome.passed:
-            folder = staging_prefix(outcome.scenario_id)
-            lines += [f"### {outcome.scenario_id} ({outcome.family})", "", preview_markdown(store, folder, alt=outcome.scenario_id), ""]
+    passed = [seed_run.outcome for seed_run in result.seeds if seed_run.outcome.passed]
+    for outcome in passed[:previews]:
+        folder = staging_prefix(outcome.scenario_id)
+        lines += [f"### {outcome.scenario_id} ({outcome.family})", "", preview_markdown(store, folder, alt=outcome.scenario_id), ""]
+    if len(passed) > previews:
+        lines += [
+            f"_{len(passed) - previews} more passed scenarios; see one with `scenarios show <scenario id>`, or all of "
+            f"them with `prefect deployment run review/default -p run_id={result.run_id}`._",
+            "",
+        ]
     failed = [seed_run.outcome for seed_run in result.seeds if not seed_run.outcome.passed]
     if failed:
         lines += ["## Failed seeds", ""]
         lines += [f"- `{o.scenario_id}` stopped at **{o.stage_reached}**: {o.message[:300] or (o.verdict or '')}" for o in failed]
-    create_markdown_artifact(
-        key=GENERATION_REPORT_KEY, markdown="\n".join(lines), description=f"Report of run {result.run_id}"
-    )
+    return "\n".join(lines)
 
 
 def scenario_markdown(store: DatasetStore, folder: str, scenario_id: str) -> str:

@@ -10,6 +10,7 @@ acquired strictly: a missing limit fails the run instead of silently running unl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,6 +132,27 @@ def _seed_submitter(
         )
 
 
+class ProgressUpdates:
+    """The run's progress artifact, sent at most once per ``interval_s`` while seeds finish (each update is
+    a server write and an event: per seed they cost the server more than the UI gains) and at the end."""
+
+    def __init__(self, send: Callable[[float], object], interval_s: float = 1.0) -> None:
+        self._send, self._interval_s = send, interval_s
+        self._sent: float | None = None
+        self._sent_at = -interval_s
+        self._pending: float | None = None
+
+    def update(self, percent: float) -> None:
+        self._pending = percent
+        if time.monotonic() - self._sent_at >= self._interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending is not None and self._pending != self._sent:
+            self._send(self._pending)
+            self._sent, self._sent_at = self._pending, time.monotonic()
+
+
 class PrefectSubmitter:
     """The run driver's seam on Prefect task futures (see `scenario_lib.runs.driver`)."""
 
@@ -150,6 +172,7 @@ def _drive(
 ) -> DrivenRun[SeedRun]:
     """Drive the run on Prefect tasks, logging each seed and updating the progress artifact."""
     logger = get_run_logger()
+    progress = ProgressUpdates(lambda percent: update_progress_artifact(progress_id, percent))
 
     def on_result(seed_run: SeedRun, schedule: SeedSchedule) -> None:
         outcome = seed_run.outcome
@@ -158,20 +181,23 @@ def _drive(
             outcome.seed, "passed" if outcome.passed else "failed", outcome.stage_reached, outcome.attempts,
             outcome.duration_s, schedule.passed, job.count,
         )  # fmt: skip
-        update_progress_artifact(progress_id, min(100.0, 100.0 * schedule.passed / job.count))
+        progress.update(min(100.0, 100.0 * schedule.passed / job.count))
 
     def on_error(seed: int, error: BaseException) -> None:
         logger.error("seed %d failed after its retries: %s: %s", seed, type(error).__name__, error)
 
-    driven = drive_run(
-        context,
-        job,
-        PrefectSubmitter(submit),
-        lambda seed_run: seed_run.outcome,
-        max_concurrency=max_concurrency,
-        on_result=on_result,
-        on_error=on_error,
-    )
+    try:
+        driven = drive_run(
+            context,
+            job,
+            PrefectSubmitter(submit),
+            lambda seed_run: seed_run.outcome,
+            max_concurrency=max_concurrency,
+            on_result=on_result,
+            on_error=on_error,
+        )
+    finally:
+        progress.flush()
     if driven.reused:
         logger.info("resumed run %s: %d seeds were already finished", job.run_id, len(driven.reused))
     return driven

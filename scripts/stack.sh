@@ -112,12 +112,36 @@ stop_bg() {  # stop_bg NAME:MATCH... : signal each running one's process group, 
     echo "stopped ${names[*]} in $((SECONDS - started + 1)) s"
 }
 
+port_taken() {  # something already listens on 127.0.0.1:PORT
+    (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+refuse_taken_ports() {  # before starting anything: a server of ours that is not running needs its ports free
+    local port taken=()
+    if ! pid_alive s3 weed; then
+        for port in "$S3_PORT" $((S3_PORT + 10000)) $(seq "$WEED_BASE" $((WEED_BASE + 3))) \
+            $(seq $((WEED_BASE + 10000)) $((WEED_BASE + 10003))); do
+            port_taken "$port" && taken+=("$port (S3 server: move it with SCENARIOS_S3_PORT / SCENARIOS_WEED_PORT_BASE)")
+        done
+    fi
+    if ! pid_alive prefect-server "server" && port_taken "$PREFECT_PORT"; then
+        taken+=("$PREFECT_PORT (Prefect server: move it with SCENARIOS_PREFECT_PORT)")
+    fi
+    ((${#taken[@]})) || return 0
+    echo "stack: not starting: these ports on 127.0.0.1 are in use by another program, perhaps the stack of another" >&2
+    echo "checkout (its flow runs would go to that stack's server, worker and bucket):" >&2
+    printf '  %s\n' "${taken[@]}" >&2
+    echo "stop it (\`scripts/stack.sh down\` in its checkout) or move this stack to free ports." >&2
+    exit 1
+}
+
 up() {
-    mkdir -p "$STATE/logs" "$STATE/prefect" "$STATE/s3"
     if [[ ! -x $VENV/prefect ]]; then
         echo "stack: no virtual environment at $ROOT/.venv; run \`make install\` first" >&2
         exit 1
     fi
+    refuse_taken_ports
+    mkdir -p "$STATE/logs" "$STATE/prefect" "$STATE/s3"
     if ! pid_alive s3 weed; then
         # weed mini takes its admin credentials from these variables (no anonymous access).
         AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY \

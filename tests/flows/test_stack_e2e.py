@@ -7,6 +7,7 @@ scenarios are checked in the S3 bucket and the traces in the store.
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -125,3 +126,21 @@ def test_two_deployment_runs_share_the_four_generation_slots(prefect_stack: Loca
             slots += [(datetime.fromisoformat(r["slot_acquired_at"]), datetime.fromisoformat(r["slot_released_at"])) for r in rows]
     assert len(slots) == 8
     assert 1 < max_overlap(slots) <= 4
+
+
+def test_a_second_stack_on_a_running_stacks_ports_refuses_before_starting_anything(
+    prefect_stack: LocalStack, tmp_path: Path  # noqa: F811
+) -> None:
+    second = tmp_path / "second-checkout-state"
+    env = {**prefect_stack.env, "SCENARIOS_STATE_DIR": str(second)}
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "stack.sh"), "up"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    s3_port, prefect_port = env["SCENARIOS_S3_PORT"], env["SCENARIOS_PREFECT_PORT"]
+    assert f"{s3_port} (S3 server: move it with SCENARIOS_S3_PORT" in done.stderr
+    assert f"{prefect_port} (Prefect server: move it with SCENARIOS_PREFECT_PORT)" in done.stderr
+    assert "scripts/stack.sh down" in done.stderr
+    assert not second.exists()  # nothing was started, not even its state folder
+    with prefect_stack.client() as client:  # the running stack is untouched
+        assert client.hello().status_code == 200

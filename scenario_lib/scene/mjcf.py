@@ -27,7 +27,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -182,13 +182,24 @@ def check_schema(xml: str, xsd_path: Path) -> list[str]:
 
 def compile_mjcf(scene_xml_path: Path) -> mujoco.MjModel:
     """Compile the MJCF file (mesh paths resolve relative to its folder); `MjcfError` on refusal."""
+    return _compile(lambda: mujoco.MjModel.from_xml_path(str(scene_xml_path)), scene_xml_path.name)
+
+
+def compile_mjcf_text(scene_xml: str, assets: Mapping[str, bytes]) -> mujoco.MjModel:
+    """Compile MJCF text whose files are ``assets``, keyed by the paths the MJCF names (``meshes/box.stl``),
+    in memory; `MjcfError` on refusal. The model is the one its folder on disk compiles to."""
+    return _compile(lambda: mujoco.MjModel.from_xml_string(scene_xml, assets=dict(assets)), "the scene's MJCF")
+
+
+def _compile(load: Callable[[], mujoco.MjModel], name: str) -> mujoco.MjModel:
     # MuJoCo caches decoded mesh assets by file name: a mesh rewritten at the same path (same scene
-    # folder, next seed) can compile from the stale copy, e.g. with the old mass. Drop the cache.
+    # folder, next seed; the same asset name, next build) can compile from the stale copy, e.g. with the
+    # old mass. Drop the cache.
     mujoco.mj_clearCache(mujoco.mj_getCache())
     try:
-        return mujoco.MjModel.from_xml_path(str(scene_xml_path))
+        return load()
     except ValueError as err:
-        raise MjcfError(f"MuJoCo refused {scene_xml_path.name}: {str(err).strip()}") from err
+        raise MjcfError(f"MuJoCo refused {name}: {str(err).strip()}") from err
 
 
 def check_model_rules(model: mujoco.MjModel, scenario: Scenario) -> list[str]:
@@ -238,26 +249,22 @@ def check_model_rules(model: mujoco.MjModel, scenario: Scenario) -> list[str]:
 
 
 def mjcf_stage(
-    scene_xml_path: Path, scenario: Scenario, xsd_path: Path | None = None
+    scene_xml: str, assets: Mapping[str, bytes], scenario: Scenario, xsd_path: Path | None = None
 ) -> tuple[StageResult, mujoco.MjModel | None]:
-    """The MJCF stage: schema (when ``xsd_path`` is given), compilation and model rules."""
+    """The MJCF stage on a scene in memory (its MJCF text and files): schema (when ``xsd_path`` is
+    given), compilation and model rules."""
     started = time.perf_counter()
     metrics: dict[str, float | int | bool | str] = {}
     if xsd_path is not None:
         schema_started = time.perf_counter()
-        try:
-            text = scene_xml_path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            problem = f"{scene_xml_path.name} is not UTF-8 text ({err}); write the MJCF as UTF-8"
-            return _fail(problem, metrics, started), None
-        errors = check_schema(text, xsd_path)
+        errors = check_schema(scene_xml, xsd_path)
         metrics["schema_s"] = round(time.perf_counter() - schema_started, 4)
         if errors:
             shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
             return _fail(f"MJCF does not match the MuJoCo schema: {shown}", metrics, started), None
     compile_started = time.perf_counter()
     try:
-        model = compile_mjcf(scene_xml_path)
+        model = compile_mjcf_text(scene_xml, assets)
     except MjcfError as err:
         return _fail(f"{err}; fix the body or geometry it names", metrics, started), None
     metrics["compile_s"] = round(time.perf_counter() - compile_started, 4)

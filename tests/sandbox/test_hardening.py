@@ -818,7 +818,7 @@ def test_malformed_stl_fails_the_geometry_stage_naming_the_body(case: str) -> No
 
 
 MALFORMED_MJCF: dict[str, tuple[bytes | str, bytes | None, str]] = {
-    "not-utf8": (b"\x00\xff garbage", None, "not UTF-8 text"),
+    "nul-and-garbage": ("\x00\ufffd garbage", None, "XML syntax error"),
     "truncated": (b"<mujoco><worldbody><body name=", None, "XML syntax error"),
     "wrong-root": (b"<robot/>", None, "No matching global declaration"),
     "external-entity": (
@@ -854,13 +854,11 @@ def test_malformed_mjcf_fails_the_mjcf_stage_with_the_reason(case: str, tmp_path
         xml = scene.replace('timestep="0.002"', 'timestep="nan"').encode()
     elif xml == "scene":
         xml = scene.encode()
-    (tmp_path / "meshes").mkdir()
     mesh = box_stl() if mesh is None else mesh
-    if mesh:
-        (tmp_path / "meshes" / "cube.stl").write_bytes(mesh)
-    (tmp_path / "scene.xml").write_bytes(xml.encode() if isinstance(xml, str) else xml)
+    assets = {"meshes/cube.stl": mesh} if mesh else {}
+    text = xml if isinstance(xml, str) else xml.decode("utf-8")
 
-    stage, model = mjcf_stage(tmp_path / "scene.xml", scenario, PACKAGED_MJCF_SCHEMA)
+    stage, model = mjcf_stage(text, assets, scenario, PACKAGED_MJCF_SCHEMA)
 
     assert stage.verdict is Verdict.FAIL and model is None
     assert problem in stage.message

@@ -33,12 +33,20 @@ from scenario_lib.scene.mjcf import (
     check_model_rules,
     check_schema,
     compile_mjcf,
+    compile_mjcf_text,
     mjcf_stage,
     rotation_matrix,
 )
 from scenario_lib.report import Stage, Verdict
 
 BuildScene = Callable[..., BuiltScene]
+
+
+def scene_in_memory(xml_path: Path) -> tuple[str, dict[str, bytes]]:
+    """A built scene folder as the MJCF stage takes it: its MJCF text and its files by relative path."""
+    folder = xml_path.parent
+    files = {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*.stl")}
+    return xml_path.read_text(encoding="utf-8"), files
 
 
 def nested_scenario() -> Scenario:
@@ -65,7 +73,7 @@ def nested_scenario() -> Scenario:
 
 def test_dummy_box_passes_with_schema(build_scene: BuildScene) -> None:
     scene = build_scene("dummy_box")
-    result, model = mjcf_stage(scene.xml_path, scene.scenario, SHARED_XSD)  # type: ignore[arg-type]
+    result, model = mjcf_stage(*scene_in_memory(scene.xml_path), scene.scenario, SHARED_XSD)  # type: ignore[arg-type]
     assert result.passed, result.message
     assert result.stage is Stage.MJCF
     assert model is not None
@@ -90,6 +98,20 @@ def test_assembly_is_deterministic(build_scene: BuildScene) -> None:
     parsed = Scenario.model_validate_json(again.model_dump_json())  # type: ignore[attr-defined]
     assert assemble_mjcf(parsed, {}) == scene.xml_path.read_text(encoding="utf-8")
     assert assemble_mjcf(parsed, {}) == assemble_mjcf(parsed, {})
+
+
+@pytest.mark.parametrize("script", ["dummy_box", "broken_peg_on_hull", "nested"])
+def test_a_scene_in_memory_compiles_to_the_model_of_its_folder(build_scene: BuildScene, script: str) -> None:
+    scene = build_scene(nested_scenario() if script == "nested" else script)
+    on_disk = compile_mjcf(scene.xml_path)
+    in_memory = compile_mjcf_text(*scene_in_memory(scene.xml_path))
+    arrays = [name for name in dir(on_disk) if isinstance(getattr(on_disk, name), np.ndarray)]
+    assert len(arrays) > 100 and on_disk.nmesh >= 2
+    differing = [name for name in arrays if not np.array_equal(getattr(on_disk, name), getattr(in_memory, name), equal_nan=True)]
+    # Only where the mesh files were read from (the folder's absolute path, or nothing) and the two sizes
+    # that follow from it (npaths, and the buffer holding the paths).
+    assert set(differing) <= {"paths", "mesh_pathadr", "_sizes"}, differing
+    assert int(np.count_nonzero(on_disk._sizes != in_memory._sizes)) <= 2 and on_disk.npaths > in_memory.npaths
 
 
 def test_nested_bodies_keep_their_world_poses(build_scene: BuildScene) -> None:
@@ -132,7 +154,7 @@ def test_mesh_scale_tampering_is_caught(build_scene: BuildScene) -> None:
     xml = scene.xml_path.read_text(encoding="utf-8")
     assert xml.count('scale="0.001 0.001 0.001"') == 2
     scene.xml_path.write_text(xml.replace('scale="0.001 0.001 0.001"', 'scale="1 1 1"', 1), encoding="utf-8")
-    result, model = mjcf_stage(scene.xml_path, scene.scenario, SHARED_XSD)  # type: ignore[arg-type]
+    result, model = mjcf_stage(*scene_in_memory(scene.xml_path), scene.scenario, SHARED_XSD)  # type: ignore[arg-type]
     assert result.verdict is Verdict.FAIL and model is None
     assert "mesh 'floor/visual' has scale 1 1 1" in result.message
     assert "must be 0.001 0.001 0.001" in result.message
@@ -142,7 +164,7 @@ def test_negative_timestep_is_caught(build_scene: BuildScene) -> None:
     scene = build_scene("broken_negative_timestep")
     model = compile_mjcf(scene.xml_path)  # MuJoCo itself accepts it
     assert model.opt.timestep == pytest.approx(-0.002)
-    result, model = mjcf_stage(scene.xml_path, scene.scenario, None)  # type: ignore[arg-type]
+    result, model = mjcf_stage(*scene_in_memory(scene.xml_path), scene.scenario, None)  # type: ignore[arg-type]
     assert result.stage is Stage.MJCF and result.verdict is Verdict.FAIL and model is None
     assert "timestep is -0.002 s" in result.message
 
@@ -161,9 +183,9 @@ def test_compile_error_is_reported_with_mujoco_message(build_scene: BuildScene) 
     (scene.xml_path.parent / "meshes" / "cube.stl").unlink()
     with pytest.raises(MjcfError, match="cube.stl"):
         compile_mjcf(scene.xml_path)
-    result, model = mjcf_stage(scene.xml_path, scene.scenario, None)  # type: ignore[arg-type]
+    result, model = mjcf_stage(*scene_in_memory(scene.xml_path), scene.scenario, None)  # type: ignore[arg-type]
     assert result.verdict is Verdict.FAIL and model is None
-    assert result.message.startswith("MuJoCo refused scene.xml")
+    assert result.message.startswith("MuJoCo refused the scene's MJCF") and "cube.stl" in result.message
 
 
 def _rewrite_stl(path: Path, transform: Callable[[np.ndarray], np.ndarray]) -> None:

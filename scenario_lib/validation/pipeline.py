@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -198,8 +197,9 @@ class Validator(Closing):
             scale_high=self.config.scale_high,
         )
         outcomes = self.pool.run_series(source, [self._request(seed, scale) for seed, scale in plan])
+        # Only the base seed's scene is stored: the other seeds send back their reports alone.
         jobs = [
-            (self.config, outcome, seed, scale, render_preview and index == 0)
+            (self.config, outcome, seed, scale, render_preview and index == 0, index == 0)
             for index, (outcome, (seed, scale)) in enumerate(zip(outcomes, plan))
         ]
         if self.checks is None:
@@ -232,8 +232,13 @@ def check_build(
     seed: int,
     scale: tuple[float, float, float],
     render_preview: bool = False,
+    keep_scene: bool = True,
 ) -> SeedValidation:
-    """The trusted stages on one sandbox build: geometry, mjcf, stability, task, solvability (a `CheckPool` job)."""
+    """The trusted stages on one sandbox build: geometry, mjcf, stability, task, solvability (a `CheckPool` job).
+
+    ``keep_scene=False`` (a harness seed whose scene is not stored): the scene files and the
+    demonstration are neither encoded nor sent back, only the report and the scenario.
+    """
     # Imported here: mujoco, trimesh and coacd are heavy and the CLI must start fast.
     from scenario_lib.scene.geometry import geometry_stage
     from scenario_lib.scene.mjcf import mjcf_stage
@@ -241,11 +246,14 @@ def check_build(
     stages: list[StageResult] = []
 
     def finish(
-        scenario: Scenario | None = None, scene: SceneFiles | None = None, demonstration: bytes | None = None
+        scenario: Scenario | None = None, scene: SceneFiles | None = None, demonstration: Demonstration | None = None
     ) -> SeedValidation:
         if stages[-1].verdict is Verdict.FAIL:
             stages.extend(_skipped(stages[-1].stage))
-        return SeedValidation(SeedReport(seed=seed, scale=scale, stages=stages), scenario, scene, demonstration=demonstration)
+        report = SeedReport(seed=seed, scale=scale, stages=stages)
+        if not keep_scene:
+            return SeedValidation(report, scenario, None)
+        return SeedValidation(report, scenario, scene, demonstration=demonstration.to_json() if demonstration else None)
 
     stages.append(outcome.code_stage())
     if not outcome.ok or outcome.scenario_json is None:
@@ -261,8 +269,7 @@ def check_build(
     if isinstance(scene, StageResult):
         stages.append(scene)
         return finish(scenario)
-    with tempfile.TemporaryDirectory(prefix="scenario-scene-") as folder:
-        mjcf_result, model = mjcf_stage(scene.write(Path(folder)), scenario, config.mjcf_schema_path)
+    mjcf_result, model = mjcf_stage(scene.scene_xml, scene.files, scenario, config.mjcf_schema_path)
     decompose_s = time.perf_counter() - started
     stages.append(
         mjcf_result.model_copy(update={"metrics": {**mjcf_result.metrics, "collision_s": round(decompose_s, 4)}})
@@ -270,8 +277,7 @@ def check_build(
     if model is None or not stages[-1].passed:
         return finish(scenario, scene)
 
-    demonstration = _physics_stages(config, scenario, model, stages)
-    result = finish(scenario, scene, demonstration.to_json() if demonstration else None)
+    result = finish(scenario, scene, _physics_stages(config, scenario, model, stages))
     if render_preview and result.report.passed:
         return _with_preview(result, model)
     return result

@@ -20,6 +20,7 @@ from scenario_lib.validation.pipeline import (
     HarnessConfig,
     SeedValidation,
     Validator,
+    check_build,
     plan_harness,
     script_sha256,
 )
@@ -352,3 +353,23 @@ def test_a_script_that_cannot_build_at_nominal_scale_is_built_once(pool: Sandbox
     assert len(report.seeds) == 1 and not report.passed
     assert report.seeds[0].scale == (1.0, 1.0, 1.0) and base.report.seed == 3
     assert "broken for every seed" in report.seeds[0].stages[0].message
+
+
+def test_a_harness_seed_whose_scene_is_not_stored_sends_back_its_report_alone(pool: SandboxPool, cache: Path) -> None:
+    outcome = pool.run_build(PEG_IN_HOLE, BuildRequest(seed=9, scale=NOMINAL_SCALE))
+    config = harness(1, cache)
+
+    kept = check_build(config, outcome, 9, NOMINAL_SCALE)
+    report_only = check_build(config, outcome, 9, NOMINAL_SCALE, keep_scene=False)
+
+    assert kept.report.passed and kept.scene is not None and kept.demonstration is not None
+    assert report_only.scene is None and report_only.demonstration is None and report_only.scenario == kept.scenario
+
+    def verdicts(result: SeedValidation) -> list[tuple[object, ...]]:
+        # Everything a stage reports but its timings (``*_s``), which differ run to run.
+        return [
+            (stage.stage, stage.verdict, stage.message, {k: v for k, v in stage.metrics.items() if not k.endswith("_s")})
+            for stage in result.report.stages
+        ]
+
+    assert verdicts(report_only) == verdicts(kept)

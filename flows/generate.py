@@ -10,7 +10,8 @@ acquired strictly: a missing limit fails the run instead of silently running unl
 
 from __future__ import annotations
 
-import time
+import logging
+import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,24 +134,50 @@ def _seed_submitter(
 
 
 class ProgressUpdates:
-    """The run's progress artifact, sent at most once per ``interval_s`` while seeds finish (each update is
-    a server write and an event: per seed they cost the server more than the UI gains) and at the end."""
+    """The run's progress artifact, kept current by a thread of its own: the run's driver never waits on
+    the server (its next seed would wait meanwhile), and an update is sent at most once per
+    ``interval_s`` (each is a server write and an event: per seed they cost more than the UI gains) and
+    once more at `close`. A failed update is logged, not raised: the progress bar is a convenience."""
 
-    def __init__(self, send: Callable[[float], object], interval_s: float = 1.0) -> None:
-        self._send, self._interval_s = send, interval_s
+    def __init__(
+        self, send: Callable[[float], object], log: logging.LoggerAdapter[Any] | logging.Logger, interval_s: float = 1.0
+    ) -> None:
+        self._send, self._log, self._interval_s = send, log, interval_s
+        self._latest: float | None = None
         self._sent: float | None = None
-        self._sent_at = -interval_s
-        self._pending: float | None = None
+        self._wake, self._closing = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="generation-progress", daemon=True)
+        self._thread.start()
 
     def update(self, percent: float) -> None:
-        self._pending = percent
-        if time.monotonic() - self._sent_at >= self._interval_s:
-            self.flush()
+        self._latest = percent
+        self._wake.set()
 
-    def flush(self) -> None:
-        if self._pending is not None and self._pending != self._sent:
-            self._send(self._pending)
-            self._sent, self._sent_at = self._pending, time.monotonic()
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send the latest value (when not sent yet) and stop."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._send_latest()
+            if self._closing.is_set():
+                self._send_latest()  # an update that came while the one before was being sent
+                return
+            self._closing.wait(self._interval_s)  # the pace; closing cuts it short
+
+    def _send_latest(self) -> None:
+        latest = self._latest
+        if latest is None or latest == self._sent:
+            return
+        try:
+            self._send(latest)
+            self._sent = latest
+        except Exception as err:  # noqa: BLE001 - see the class docstring
+            self._log.warning("could not update the progress artifact: %s: %s", type(err).__name__, err)
 
 
 class PrefectSubmitter:
@@ -172,7 +199,7 @@ def _drive(
 ) -> DrivenRun[SeedRun]:
     """Drive the run on Prefect tasks, logging each seed and updating the progress artifact."""
     logger = get_run_logger()
-    progress = ProgressUpdates(lambda percent: update_progress_artifact(progress_id, percent))
+    progress = ProgressUpdates(lambda percent: update_progress_artifact(progress_id, percent), logger)
 
     def on_result(seed_run: SeedRun, schedule: SeedSchedule) -> None:
         outcome = seed_run.outcome
@@ -197,7 +224,7 @@ def _drive(
             on_error=on_error,
         )
     finally:
-        progress.flush()
+        progress.close()
     if driven.reused:
         logger.info("resumed run %s: %d seeds were already finished", job.run_id, len(driven.reused))
     return driven

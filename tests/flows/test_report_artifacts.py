@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from pathlib import Path
+
+import pytest
 
 from scenario_lib.report import Stage
 from scenario_lib.runs.generation import SeedOutcome, StageCount
@@ -76,14 +79,37 @@ def test_progress_is_sent_at_most_once_an_interval_and_always_at_the_end() -> No
     from flows.generate import ProgressUpdates
 
     sent: list[float] = []
-    progress = ProgressUpdates(sent.append, interval_s=0.2)
+    progress = ProgressUpdates(sent.append, logging.getLogger("test"), interval_s=0.2)
     started = time.monotonic()
     for passed in range(1, 51):
         progress.update(2.0 * passed)
         time.sleep(0.01)
     elapsed_s = time.monotonic() - started
-    progress.flush()
-    progress.flush()  # nothing new: nothing sent
+    progress.close()
     assert sent[0] == 2.0 and sent[-1] == 100.0
     assert sent == sorted(set(sent))
     assert 3 <= len(sent) <= elapsed_s / 0.2 + 2, (len(sent), elapsed_s)
+
+
+def test_a_slow_or_failing_progress_update_never_holds_up_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    from flows.generate import ProgressUpdates
+
+    sent: list[float] = []
+    calls: list[float] = []
+
+    def slow_and_first_failing(percent: float) -> None:
+        calls.append(percent)
+        time.sleep(0.3)
+        if len(calls) == 1:
+            raise ConnectionError("server gone")
+        sent.append(percent)
+
+    progress = ProgressUpdates(slow_and_first_failing, logging.getLogger("test"), interval_s=0.0)
+    started = time.monotonic()
+    for percent in (10.0, 20.0, 60.0):
+        progress.update(percent)
+        time.sleep(0.01)
+    assert time.monotonic() - started < 0.2  # the driver never waited on the server
+    progress.close()
+    assert "could not update the progress artifact: ConnectionError: server gone" in caplog.text
+    assert sent[-1] == 60.0  # the failed update did not stop the last one

@@ -117,19 +117,20 @@ port_taken() {  # something already listens on 127.0.0.1:PORT
 }
 
 refuse_taken_ports() {  # before starting anything: a server of ours that is not running needs its ports free
-    local port taken=()
+    local port s3_taken=() taken=()
     if ! pid_alive s3 weed; then
         for port in "$S3_PORT" $((S3_PORT + 10000)) $(seq "$WEED_BASE" $((WEED_BASE + 3))) \
             $(seq $((WEED_BASE + 10000)) $((WEED_BASE + 10003))); do
-            port_taken "$port" && taken+=("$port (S3 server: move it with SCENARIOS_S3_PORT / SCENARIOS_WEED_PORT_BASE)")
+            port_taken "$port" && s3_taken+=("$port")
         done
+        ((${#s3_taken[@]})) && taken+=("S3 server: ${s3_taken[*]} (move it with SCENARIOS_S3_PORT and SCENARIOS_WEED_PORT_BASE)")
     fi
     if ! pid_alive prefect-server "server" && port_taken "$PREFECT_PORT"; then
-        taken+=("$PREFECT_PORT (Prefect server: move it with SCENARIOS_PREFECT_PORT)")
+        taken+=("Prefect server: $PREFECT_PORT (move it with SCENARIOS_PREFECT_PORT)")
     fi
     ((${#taken[@]})) || return 0
-    echo "stack: not starting: these ports on 127.0.0.1 are in use by another program, perhaps the stack of another" >&2
-    echo "checkout (its flow runs would go to that stack's server, worker and bucket):" >&2
+    echo "stack: not starting: ports it needs on 127.0.0.1 are in use by another program, perhaps the stack of" >&2
+    echo "another checkout (its flow runs would go to that stack's server, worker and bucket):" >&2
     printf '  %s\n' "${taken[@]}" >&2
     echo "stop it (\`scripts/stack.sh down\` in its checkout) or move this stack to free ports." >&2
     exit 1

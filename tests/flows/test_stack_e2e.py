@@ -138,8 +138,8 @@ def test_a_second_stack_on_a_running_stacks_ports_refuses_before_starting_anythi
     )
     assert done.returncode == 1, done.stdout + done.stderr
     s3_port, prefect_port = env["SCENARIOS_S3_PORT"], env["SCENARIOS_PREFECT_PORT"]
-    assert f"{s3_port} (S3 server: move it with SCENARIOS_S3_PORT" in done.stderr
-    assert f"{prefect_port} (Prefect server: move it with SCENARIOS_PREFECT_PORT)" in done.stderr
+    assert f"S3 server: {s3_port} " in done.stderr and "(move it with SCENARIOS_S3_PORT and SCENARIOS_WEED_PORT_BASE)" in done.stderr
+    assert f"Prefect server: {prefect_port} (move it with SCENARIOS_PREFECT_PORT)" in done.stderr
     assert "scripts/stack.sh down" in done.stderr
     assert not second.exists()  # nothing was started, not even its state folder
     with prefect_stack.client() as client:  # the running stack is untouched

@@ -25,6 +25,9 @@ VENV=$ROOT/.venv/bin
 PREFECT_PORT=${SCENARIOS_PREFECT_PORT:-4200}
 S3_PORT=${SCENARIOS_S3_PORT:-8333}
 WEED_BASE=${SCENARIOS_WEED_PORT_BASE:-9333}
+# SeaweedFS's servers and their HTTP ports, each with its gRPC port at +10000: the one list `up` starts
+# them on and checks is free.
+WEED_SERVERS=("s3:$S3_PORT" "master:$WEED_BASE" "volume:$((WEED_BASE + 1))" "filer:$((WEED_BASE + 2))" "admin:$((WEED_BASE + 3))")
 BUCKET=${SCENARIOS_BUCKET:-scenarios}
 WORK_POOL=${SCENARIOS_WORK_POOL:-scenarios}
 GENERATION_LIMIT=scenario-generation  # flows/generate.py acquires this name
@@ -112,16 +115,24 @@ stop_bg() {  # stop_bg NAME:MATCH... : signal each running one's process group, 
     echo "stopped ${names[*]} in $((SECONDS - started + 1)) s"
 }
 
+weed_port_flags() {  # -NAME.port=PORT -NAME.port.grpc=PORT+10000 for each of WEED_SERVERS
+    local pair
+    for pair in "${WEED_SERVERS[@]}"; do
+        echo "-${pair%%:*}.port=${pair#*:} -${pair%%:*}.port.grpc=$((${pair#*:} + 10000))"
+    done
+}
+
 port_taken() {  # something already listens on 127.0.0.1:PORT
     (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 refuse_taken_ports() {  # before starting anything: a server of ours that is not running needs its ports free
-    local port s3_taken=() taken=()
+    local pair port s3_taken=() taken=()
     if ! pid_alive s3 weed; then
-        for port in "$S3_PORT" $((S3_PORT + 10000)) $(seq "$WEED_BASE" $((WEED_BASE + 3))) \
-            $(seq $((WEED_BASE + 10000)) $((WEED_BASE + 10003))); do
-            port_taken "$port" && s3_taken+=("$port")
+        for pair in "${WEED_SERVERS[@]}"; do
+            for port in "${pair#*:}" $((${pair#*:} + 10000)); do
+                port_taken "$port" && s3_taken+=("$port")
+            done
         done
         ((${#s3_taken[@]})) && taken+=("S3 server: ${s3_taken[*]} (move it with SCENARIOS_S3_PORT and SCENARIOS_WEED_PORT_BASE)")
     fi
@@ -147,11 +158,7 @@ up() {
         # weed mini takes its admin credentials from these variables (no anonymous access).
         AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY \
             start_bg s3 "$VENV/weed" mini -dir="$STATE/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-            -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) -s3.port.iceberg=0 -s3.port.lance=0 \
-            -master.port="$WEED_BASE" -master.port.grpc=$((WEED_BASE + 10000)) \
-            -volume.port=$((WEED_BASE + 1)) -volume.port.grpc=$((WEED_BASE + 10001)) \
-            -filer.port=$((WEED_BASE + 2)) -filer.port.grpc=$((WEED_BASE + 10002)) \
-            -admin.port=$((WEED_BASE + 3)) -admin.port.grpc=$((WEED_BASE + 10003)) -admin.ui=false \
+            $(weed_port_flags) -s3.port.iceberg=0 -s3.port.lance=0 -admin.ui=false \
             -webdav=false -master.telemetry=false -bucket="$BUCKET"
     fi
     if ! pid_alive prefect-server "server"; then

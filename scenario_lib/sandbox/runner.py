@@ -1,13 +1,13 @@
 """The sandboxed side of `scenario_lib.sandbox.pool`: a warm worker that forks one child per series of builds.
 
-Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR --clean-scratch --huge-pages-after JOBS``, usually inside
-bubblewrap as uid 65534. The worker imports build123d once, tells the host it is ready, then loops:
-read a ``build`` frame on stdin (one script and the seeds and scales to build it at), fork a child that
-runs the builds one after another under resource limits in its own job folder, and answer each build
-with a ``done`` frame whose payload is the child's result file for it, passed on unread (the host parses
-it as untrusted data). A child that dies mid-series (a crash, a limit) is answered for the build it was
-running from its exit status, and a fresh child takes the builds after it. When the series is over,
-whatever the script left running is killed.
+Started by `SandboxPool` as ``python -I -c "... main()" --scratch DIR --clean-scratch --huge-pages-after
+JOBS [--own-pid-namespace]``, usually inside bubblewrap as uid 65534. The worker imports build123d once,
+tells the host it is ready, then loops: read a ``build`` frame on stdin (one script and the seeds and
+scales to build it at), fork a child that runs the builds one after another under resource limits in its
+own job folder, and answer each build with a ``done`` frame whose payload is the child's result file for
+it, passed on unread (the host parses it as untrusted data). A child that dies mid-series (a crash, a
+limit) is answered for the build it was running from its exit status, and a fresh child takes the builds
+after it. When the series is over, whatever the script left running is killed.
 
 One child per series rather than per build: a fresh fork of the worker pays for copying its ~250 MB
 address space on write, about two thirds of a small build's CPU here. The builds of a series are of
